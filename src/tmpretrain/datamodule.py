@@ -1,0 +1,118 @@
+"""Batches gathered by index from the uint8 frame store.
+
+One loader item is a whole batch: the sampler yields an array of sample ids, the dataset turns it into one fancy
+index into the memory-mapped store (no per-sample Python objects), so the loader is never the bottleneck. With
+`trainer.cache_on_device` the store itself is moved to the accelerator once and batches carry only indices.
+"""
+
+from __future__ import annotations
+
+import math
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from .cache import FrameStore
+from .windows import Samples
+
+
+class ShuffledBatches(Sampler):
+    """Arrays of sample ids, one per batch; a fresh seeded permutation each epoch (Lightning calls set_epoch).
+
+    Each of `world_size` processes takes every world_size-th batch, so DDP ranks see disjoint data; the batch count
+    is equalised across ranks (DDP needs the same number of steps everywhere)."""
+
+    def __init__(self, n: int, batch_size: int, shuffle: bool, seed: int, rank: int = 0, world_size: int = 1):
+        self.n, self.batch_size, self.shuffle, self.seed = n, batch_size, shuffle, seed
+        self.rank, self.world_size = rank, world_size
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return math.ceil(self.n / self.batch_size) // self.world_size or 1
+
+    def __iter__(self):
+        order = (
+            np.random.default_rng((self.seed, self.epoch)).permutation(self.n) if self.shuffle else np.arange(self.n)
+        )
+        batches = [order[i : i + self.batch_size] for i in range(0, self.n, self.batch_size)]
+        mine = batches[self.rank :: self.world_size][: len(self)]
+        # Sorted ids read the memory map front to back; order inside a batch does not matter to the loss.
+        return iter([np.sort(b) for b in mine])
+
+
+class WindowBatches(Dataset):
+    """`dataset[ids]` -> {"x": uint8 (B, n_stack, H, W) or "window": int64 (B, n_stack), "y": int64 (B, n_off),
+    "floats": float32 (B, 184) when used}."""
+
+    def __init__(self, store: FrameStore, samples: Samples, use_floats: bool, gather_frames: bool = True):
+        self.frames = store.frames
+        self.samples = samples
+        self.floats = store.floats if use_floats else None
+        self.gather_frames = gather_frames
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, ids: np.ndarray) -> dict:
+        windows = self.samples.windows[ids]
+        batch = {"y": torch.from_numpy(self.samples.labels[ids])}
+        if self.gather_frames:
+            flat = self.frames[windows.reshape(-1)]
+            batch["x"] = torch.from_numpy(np.ascontiguousarray(flat).reshape(*windows.shape, *flat.shape[1:]))
+        else:
+            batch["window"] = torch.from_numpy(windows)
+        if self.floats is not None:
+            batch["floats"] = torch.from_numpy(np.asarray(self.floats[windows[:, -1]], dtype=np.float32))
+        return batch
+
+
+class FrameDataModule(L.LightningDataModule):
+    """Train/val loaders over one frame store for one set of samples per split."""
+
+    def __init__(
+        self,
+        store: FrameStore,
+        train: Samples,
+        val: Samples,
+        batch_size: int,
+        seed: int,
+        num_workers: int = 0,
+        use_floats: bool = False,
+        cache_on_device: bool = False,
+    ):
+        super().__init__()
+        self.store, self.train, self.val = store, train, val
+        self.batch_size, self.seed, self.num_workers = batch_size, seed, num_workers
+        self.use_floats, self.cache_on_device = use_floats, cache_on_device
+        self._device_frames: torch.Tensor | None = None
+
+    def _loader(self, samples: Samples, shuffle: bool) -> DataLoader:
+        rank, world = (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)
+        dataset = WindowBatches(self.store, samples, self.use_floats, gather_frames=not self.cache_on_device)
+        sampler = ShuffledBatches(len(samples), self.batch_size, shuffle, self.seed, rank, world)
+        return DataLoader(
+            dataset,
+            sampler=sampler,
+            batch_size=None,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+            pin_memory=False,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.train, shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.val, shuffle=False)
+
+    def on_after_batch_transfer(self, batch: dict, dataloader_idx: int) -> dict:
+        if "window" in batch:  # cache on device: gather there, the host never touches pixels
+            if self._device_frames is None or self._device_frames.device != batch["window"].device:
+                self._device_frames = torch.from_numpy(np.asarray(self.store.frames)).to(batch["window"].device)
+            batch["x"] = self._device_frames[batch.pop("window")]
+        return batch

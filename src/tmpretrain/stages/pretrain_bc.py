@@ -1,0 +1,27 @@
+"""Stage `pretrain_bc` (Level 1): the frame store (+ models/vis) -> models/bc exports, metrics in reports/bc."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..errors import stage_entry
+from ..params import load_params
+from ..pretrain import run_bc
+
+MODEL_DIR = Path("models/bc")
+LIVE_DIR = Path("reports/bc")
+
+
+@stage_entry
+def main() -> None:
+    params = load_params()
+    result = run_bc(params.bc, Path(params.data.cache_dir), MODEL_DIR, LIVE_DIR)
+    sel = result["selected"]
+    print(
+        f"pretrain_bc: exported epoch {sel.epoch} of {len(result['history'])} "
+        f"({sel.metric} {sel.value:.4f}) to {MODEL_DIR}"
+    )
+
+
+if __name__ == "__main__":
+    main()

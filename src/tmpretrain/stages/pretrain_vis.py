@@ -1,0 +1,27 @@
+"""Stage `pretrain_vis` (Level 0): the frame store -> models/vis/encoder.pt, metrics in reports/vis."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..errors import stage_entry
+from ..params import load_params
+from ..pretrain import run_vis
+
+MODEL_DIR = Path("models/vis")
+LIVE_DIR = Path("reports/vis")
+
+
+@stage_entry
+def main() -> None:
+    params = load_params()
+    result = run_vis(params.vis, Path(params.data.cache_dir), MODEL_DIR, LIVE_DIR)
+    sel = result["selected"]
+    print(
+        f"pretrain_vis: exported epoch {sel.epoch} of {len(result['history'])} "
+        f"({sel.metric} {sel.value:.4f}) to {MODEL_DIR}"
+    )
+
+
+if __name__ == "__main__":
+    main()

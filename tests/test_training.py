@@ -1,0 +1,220 @@
+"""Level 0 and Level 1 runs on a tiny real store: every knob does what it says, exports are the selected epoch's
+weights of the head named by value, metric names and per-epoch rows are as documented, reruns are identical."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import data_params, make_tree
+from tmpretrain.actions import ACTION_NAMES
+from tmpretrain.cache import build_cache
+from tmpretrain.errors import ParamsError
+from tmpretrain.export import load_export
+from tmpretrain.models import encoder_output_dim
+from tmpretrain.params import parse_params
+from tmpretrain.pretrain import run_bc, run_vis
+from tmpretrain.training import inverse_frequency_weights
+
+FAST = {"epochs": 2, "batch_size": 64, "trainer": {"accelerator": "cpu"}}
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("data")
+    tree = make_tree(root / "replays", n_tracks=3, replays_per_track=2, n_frames=30, size=40)
+    build_cache(data_params(root, tree, image_height=36, image_width=36), include_floats=True, progress=False)
+    return root / "cache"
+
+
+def bc_params(**overrides):
+    values = {**FAST, "encoder_init": "none", **overrides}
+    return parse_params({"bc": values}).bc
+
+
+def bc(cache, tmp_path, name="run", **overrides):
+    out, live = tmp_path / name / "models", tmp_path / name / "reports"
+    result = run_bc(bc_params(**overrides), cache, out, live, tmp_path / "vis_models")
+    return result, out, live
+
+
+def test_metric_names_and_one_row_per_epoch(cache, tmp_path):
+    _, out, live = bc(cache, tmp_path, epochs=3)
+    metrics = json.loads((live / "metrics.json").read_text())
+    flat = {}
+
+    def walk(prefix, node):
+        for k, v in node.items():
+            walk(f"{prefix}{k}/", v) if isinstance(v, dict) else flat.__setitem__(f"{prefix}{k}", v)
+
+    walk("", metrics)
+    for name in [
+        "train/loss",
+        "val/loss",
+        "train/acc",
+        "val/acc",
+        "val/main_actions_acc",
+        "val/balanced_acc",
+        "val/macro_f1",
+        "train/lr",
+        "val/acc_offset/-10ms",
+        "val/acc_offset/0ms",
+        "val/acc_offset/+10ms",
+        "val/acc_offset/+100ms",
+        "best/epoch",
+        "best/value",
+    ]:
+        assert name in flat, name
+    for action in ACTION_NAMES:
+        assert f"val/acc_action/{action}" in flat and f"val/support/{action}" in flat
+        assert f"val/offset/+100ms/acc_action/{action}" in flat
+    rows = (live / "plots/metrics/val/acc_action/left+accel.tsv").read_text().splitlines()
+    assert rows[0].split("\t")[0] == "step" and [r.split("\t")[0] for r in rows[1:]] == ["0", "1", "2"]
+    assert (live / "plots/sklearn/confusion_matrix.json").is_file()
+
+
+def test_same_params_give_identical_metrics_and_weights(cache, tmp_path):
+    _, out_a, live_a = bc(cache, tmp_path, "a")
+    _, out_b, live_b = bc(cache, tmp_path, "b")
+    assert (live_a / "metrics.json").read_text() == (live_b / "metrics.json").read_text()
+    for name in ("encoder.pt", "actions_head.pt"):
+        assert (out_a / name).read_bytes() == (out_b / name).read_bytes()
+    _, out_c, _ = bc(cache, tmp_path, "c", seed=1)
+    assert (out_a / "encoder.pt").read_bytes() != (out_c / "encoder.pt").read_bytes()
+
+
+def test_export_is_the_selected_epoch_not_the_last(cache, tmp_path):
+    # Selecting the highest train loss picks epoch 0 of 3; seeded training makes a 1-epoch run's final weights
+    # exactly the 3-epoch run's epoch-0 weights, so the two exports must be equal.
+    select_first = {"metric": "train/loss", "mode": "max"}
+    result, out, _ = bc(cache, tmp_path, "three", epochs=3, selection=select_first)
+    assert result["selected"].epoch == 0 and len(result["history"]) == 3
+    _, out_one, _ = bc(cache, tmp_path, "one", epochs=1, selection=select_first)
+    assert (out / "encoder.pt").read_bytes() == (out_one / "encoder.pt").read_bytes()
+    _, out_last, _ = bc(cache, tmp_path, "last", epochs=3)
+    meta = json.loads((out / "pretrain_meta.json").read_text())
+    assert meta["selection"] == {
+        "metric": "train/loss",
+        "mode": "max",
+        "epoch": 0,
+        "value": result["history"][0]["train/loss"],
+        "epochs_run": 3,
+    }
+
+
+def test_actions_head_is_the_head_of_the_named_offset(cache, tmp_path):
+    result, out, _ = bc(cache, tmp_path, time_offsets_ms=[-10, 0, 10], offset_weights=[1, 1, 1], export_offset_ms=10)
+    _, states = load_export(out)
+    head = states["actions_head.pt"]
+    state = result["selected"].state_dict
+    assert torch.equal(head["0.weight"], state["heads.2.0.weight"])
+    assert not torch.equal(head["0.weight"], state["heads.0.0.weight"])
+    meta = json.loads((out / "pretrain_meta.json").read_text())
+    assert meta["exported_offset_ms"] == 10 and meta["exported_head_index"] == 2
+
+
+def test_n_stack_reaches_the_model(cache, tmp_path):
+    result, out, _ = bc(cache, tmp_path, n_stack=3, epochs=1)
+    state = result["selected"].state_dict
+    f = encoder_output_dim(36, 36)
+    assert state["stack_fusion.0.weight"].shape == (f, 3 * f)
+    assert json.loads((out / "pretrain_meta.json").read_text())["n_stack"] == 3
+
+
+def test_offsets_change_heads_and_labels(cache, tmp_path):
+    one, _, live_one = bc(cache, tmp_path, "one", time_offsets_ms=[0], offset_weights=[1], epochs=1)
+    four, _, _ = bc(cache, tmp_path, "four", epochs=1)
+    assert sum(k.startswith("heads.") for k in one["selected"].state_dict) == 4  # 2 Linear layers x (w, b)
+    assert sum(k.startswith("heads.") for k in four["selected"].state_dict) == 16
+    assert four["timing"]["offsets"]["100"]["differs_from_0ms"] > four["timing"]["offsets"]["10"]["differs_from_0ms"]
+    assert not (live_one / "plots/metrics/val/acc_offset/+100ms.tsv").exists()
+
+
+def test_next_tick_shifts_the_labels(cache, tmp_path):
+    cur, _, _ = bc(cache, tmp_path, "cur", time_offsets_ms=[0], offset_weights=[1], epochs=1)
+    nxt, _, _ = bc(cache, tmp_path, "nxt", time_offsets_ms=[0], offset_weights=[1], epochs=1, target="next_tick")
+    assert cur["timing"]["offsets"]["0"]["differs_from_0ms"] == 0.0
+    assert nxt["timing"]["offsets"]["0"]["differs_from_0ms"] > 0.0
+
+
+def test_linear_heads_export_no_actions_head(cache, tmp_path):
+    _, out, _ = bc(cache, tmp_path, use_actions_head=False, epochs=1)
+    assert not (out / "actions_head.pt").exists() and (out / "encoder.pt").is_file()
+    meta, _ = load_export(out)
+    assert meta["head_layout"].startswith("linear")
+
+
+def test_floats_reach_the_model_and_export(cache, tmp_path):
+    result, out, _ = bc(cache, tmp_path, use_floats=True, epochs=1)
+    assert "float_feature_extractor.0.weight" in result["selected"].state_dict
+    extractor = torch.load(out / "float_feature_extractor.pt", weights_only=True)
+    assert extractor["0.weight"].shape == (256, 184)
+
+
+def test_dropout_and_weight_decay_change_training(cache, tmp_path):
+    base, _, _ = bc(cache, tmp_path, "base", dropout=0.0, action_head_dropout=0.0, weight_decay=0.0, epochs=1)
+    drop, _, _ = bc(cache, tmp_path, "drop", dropout=0.5, action_head_dropout=0.0, weight_decay=0.0, epochs=1)
+    decay, _, _ = bc(cache, tmp_path, "decay", dropout=0.0, action_head_dropout=0.0, weight_decay=0.5, epochs=1)
+    losses = {r["history"][0]["train/loss"] for r in (base, drop, decay)}
+    assert len(losses) == 3
+
+
+def test_class_weighting():
+    labels = np.array([[0], [0], [0], [1], [-1]])
+    w = inverse_frequency_weights(labels)
+    assert w[0] == pytest.approx(4 / (2 * 3)) and w[1] == pytest.approx(4 / 2) and w[2] == 0
+
+
+def test_early_stopping_stops(cache, tmp_path):
+    early = {"enabled": True, "monitor": "val/loss", "mode": "min", "patience": 1, "min_delta": 10.0}
+    result, _, _ = bc(cache, tmp_path, epochs=6, early_stopping=early)
+    assert len(result["history"]) == 2  # epoch 0 sets the reference; epoch 1 cannot improve by 10
+
+
+@pytest.mark.parametrize(
+    ("overrides", "key"),
+    [
+        ({"time_offsets_ms": [0, 10], "offset_weights": [1.0]}, "bc.offset_weights"),
+        ({"export_offset_ms": 50}, "bc.export_offset_ms"),
+        ({"dense_hidden_dimension": 512}, "bc.dense_hidden_dimension"),
+        ({"encoder_init": "vis"}, "bc.encoder_init"),
+        ({"target": "next_next_tick"}, "bc.target"),
+    ],
+)
+def test_params_that_cannot_work_fail_before_training(cache, tmp_path, overrides, key):
+    with pytest.raises(ParamsError, match=key.replace(".", r"\.")):
+        bc(cache, tmp_path, **overrides)
+    assert not (tmp_path / "run" / "reports").exists()
+
+
+def test_image_too_small_for_the_encoder(tmp_path):
+    tree = make_tree(tmp_path / "replays", n_tracks=2, replays_per_track=1, size=24)
+    build_cache(data_params(tmp_path, tree, image_height=24, image_width=24, val_fraction=0.5), progress=False)
+    with pytest.raises(ParamsError, match="too small"):
+        run_bc(bc_params(), tmp_path / "cache", tmp_path / "m", tmp_path / "r")
+
+
+@pytest.mark.parametrize("task", ["autoencoder", "vae", "simclr"])
+def test_level0_tasks_train_and_export_an_agent_encoder(cache, tmp_path, task):
+    params = parse_params({"vis": {**FAST, "task": task}}).vis
+    result = run_vis(params, cache, tmp_path / "vis", tmp_path / "live")
+    meta, states = load_export(tmp_path / "vis")
+    assert meta["task"] == task and set(states["encoder.pt"]) == {
+        f"{i}.{p}" for i in (0, 2, 4, 6) for p in ("weight", "bias")
+    }
+    assert np.isfinite(result["history"][-1]["val/loss"])
+    if task == "simclr":
+        assert "val/acc" in result["history"][-1]
+
+
+def test_bc_starts_from_the_level0_encoder(cache, tmp_path):
+    params = parse_params({"vis": FAST}).vis
+    run_vis(params, cache, tmp_path / "vis_models", tmp_path / "live")
+    result, out, _ = bc(cache, tmp_path, encoder_init="vis", epochs=1, lr=1e-12)
+    vis_encoder = torch.load(tmp_path / "vis_models" / "encoder.pt", weights_only=True)
+    bc_encoder = torch.load(out / "encoder.pt", weights_only=True)
+    assert all(torch.allclose(vis_encoder[k], bc_encoder[k], atol=1e-6) for k in vis_encoder)
