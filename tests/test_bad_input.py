@@ -236,3 +236,46 @@ def test_stage_prints_one_line_not_a_traceback(tmp_path):
     )
     assert run.returncode == 1 and "Traceback" not in run.stderr
     assert "data.strcit: unknown key; did you mean data.strict?" in run.stderr
+
+
+def test_ingest_killed_mid_build_leaves_no_cache_that_looks_valid(tmp_path):
+    """SIGKILL while frames are being decoded into <cache>.partial: nothing opens as a frame store, the earlier
+    cache (if the kill missed the final swap) is intact, and the rerun completes and clears the partial dir."""
+    import signal
+    import time
+
+    root = make_tree(tmp_path / "replays", n_tracks=3, replays_per_track=4, n_frames=40, size=64)
+    params = {"data": {"replays_dir": str(root), "cache_dir": "cache", "workers": 1, "val_fraction": 0.34}}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    cache, partial = tmp_path / "cache", tmp_path / "cache.partial"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tmpretrain.stages.ingest"],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 120
+    while not partial.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.002)
+    proc.send_signal(signal.SIGKILL)
+    assert proc.wait(timeout=60) == -signal.SIGKILL, "ingest finished before it could be killed"
+    assert partial.is_dir() and not cache.exists()
+    for path in (cache, partial):
+        with pytest.raises(DataError, match="no complete replay cache here"):
+            FrameStore.open(path)
+
+    run = subprocess.run(
+        [sys.executable, "-m", "tmpretrain.stages.ingest"], cwd=tmp_path, capture_output=True, text=True
+    )
+    assert run.returncode == 0, run.stderr
+    assert not partial.exists()
+    store = FrameStore.open(cache)
+    assert len(store.frames) == 12 * 40 and store.meta["complete"]
+
+
+def test_a_store_without_its_completion_marker_is_refused(tmp_path):
+    root = make_tree(tmp_path / "replays")
+    build_cache(data_params(tmp_path, root), progress=False)
+    (tmp_path / "cache" / "cache_meta.json").unlink()  # e.g. a copy that stopped before the last file
+    with pytest.raises(DataError, match="cache_meta.json missing"):
+        FrameStore.open(tmp_path / "cache")

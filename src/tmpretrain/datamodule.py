@@ -15,25 +15,39 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from .cache import FrameStore
+from .errors import ParamsError
 from .windows import Samples
 
 
 class ShuffledBatches(Sampler):
     """Arrays of sample ids, one per batch; a fresh seeded permutation each epoch (Lightning calls set_epoch).
 
-    Each of `world_size` processes takes every world_size-th batch, so DDP ranks see disjoint data; the batch count
-    is equalised across ranks (DDP needs the same number of steps everywhere)."""
+    Each of `world_size` processes takes every world_size-th batch, so DDP ranks see disjoint data. With `equalise`
+    (training) the batch count is equalised across ranks (DDP needs the same number of steps everywhere); without it
+    (validation) the ranks' batches together cover every sample exactly once."""
 
-    def __init__(self, n: int, batch_size: int, shuffle: bool, seed: int, rank: int = 0, world_size: int = 1):
+    def __init__(
+        self,
+        n: int,
+        batch_size: int,
+        shuffle: bool,
+        seed: int,
+        rank: int = 0,
+        world_size: int = 1,
+        equalise: bool = True,
+    ):
         self.n, self.batch_size, self.shuffle, self.seed = n, batch_size, shuffle, seed
-        self.rank, self.world_size = rank, world_size
+        self.rank, self.world_size, self.equalise = rank, world_size, equalise
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
     def __len__(self) -> int:
-        return math.ceil(self.n / self.batch_size) // self.world_size or 1
+        n_batches = math.ceil(self.n / self.batch_size)
+        if not self.equalise:
+            return len(range(self.rank, n_batches, self.world_size))
+        return n_batches // self.world_size or 1
 
     def __iter__(self):
         order = (
@@ -71,6 +85,24 @@ class WindowBatches(Dataset):
         return batch
 
 
+def resident_frames(frames: np.ndarray, device: torch.device, chunk: int = 65536) -> torch.Tensor:
+    """The whole uint8 store as one tensor on `device`, copied in chunks (host memory never holds a second full
+    copy; no tensor is made from the read-only memory map). Fails clearly when it does not fit."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        if frames.nbytes > 0.8 * free:
+            raise ParamsError(
+                "trainer.cache_on_device",
+                f"the frame store is {frames.nbytes / 2**30:.2f} GiB but {device} has {free / 2**30:.2f} GiB free; "
+                "set cache_on_device: false (batches are then gathered on the host)",
+            )
+    out = torch.empty(frames.shape, dtype=torch.uint8, device=device)
+    for i in range(0, len(frames), chunk):
+        out[i : i + chunk].copy_(torch.from_numpy(np.array(frames[i : i + chunk])))
+    return out
+
+
 class FrameDataModule(L.LightningDataModule):
     """Train/val loaders over one frame store for one set of samples per split."""
 
@@ -94,14 +126,25 @@ class FrameDataModule(L.LightningDataModule):
     def _loader(self, samples: Samples, shuffle: bool) -> DataLoader:
         rank, world = (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)
         dataset = WindowBatches(self.store, samples, self.use_floats, gather_frames=not self.cache_on_device)
-        sampler = ShuffledBatches(len(samples), self.batch_size, shuffle, self.seed, rank, world)
+        n_batches = math.ceil(len(samples) / self.batch_size)
+        if n_batches < world:
+            raise ParamsError(
+                "trainer.devices",
+                f"{len(samples)} samples make {n_batches} batches of {self.batch_size}, fewer than the {world} "
+                "processes: every process needs at least one batch (lower batch_size or devices x num_nodes)",
+            )
+        # Training batches are equalised across ranks (same step count); validation covers every sample once.
+        sampler = ShuffledBatches(len(samples), self.batch_size, shuffle, self.seed, rank, world, equalise=shuffle)
         return DataLoader(
             dataset,
             sampler=sampler,
             batch_size=None,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
-            pin_memory=False,
+            # Pinned host batches make the host->GPU copy asynchronous; pointless on CPU or with the store resident.
+            pin_memory=self.trainer is not None
+            and self.trainer.strategy.root_device.type == "cuda"
+            and not self.cache_on_device,
         )
 
     def train_dataloader(self) -> DataLoader:
@@ -113,6 +156,6 @@ class FrameDataModule(L.LightningDataModule):
     def on_after_batch_transfer(self, batch: dict, dataloader_idx: int) -> dict:
         if "window" in batch:  # cache on device: gather there, the host never touches pixels
             if self._device_frames is None or self._device_frames.device != batch["window"].device:
-                self._device_frames = torch.from_numpy(np.asarray(self.store.frames)).to(batch["window"].device)
+                self._device_frames = resident_frames(self.store.frames, batch["window"].device)
             batch["x"] = self._device_frames[batch.pop("window")]
         return batch

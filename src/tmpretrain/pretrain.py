@@ -6,6 +6,7 @@ model directory) and `live_dir` (DVCLive metrics and plots).
 
 from __future__ import annotations
 
+import difflib
 import json
 import shutil
 from dataclasses import asdict
@@ -15,7 +16,7 @@ import lightning as L
 import numpy as np
 import torch
 
-from .actions import MAIN_ACTIONS, action_table
+from .actions import MAIN_ACTIONS, N_ACTIONS, action_table
 from .cache import FrameStore
 from .datamodule import FrameDataModule
 from .errors import ParamsError
@@ -30,7 +31,7 @@ from .export import (
     load_export,
     write_meta,
 )
-from .metrics import offset_label
+from .metrics import epoch_metrics, offset_label
 from .models import BCModel, encoder_output_dim
 from .params import BCParams, VisParams
 from .training import BCModule, EpochLogger, VisModule, build_trainer, inverse_frequency_weights
@@ -53,6 +54,40 @@ def check_image_size(store: FrameStore, key: str) -> None:
         encoder_output_dim(*store.image_hw)
     except ValueError as exc:
         raise ParamsError(key, f"cached frames are {store.image_hw[0]}x{store.image_hw[1]}: {exc}") from None
+
+
+VIS_EXTRA_METRICS = {"autoencoder": ("recon",), "vae": ("recon", "kl"), "simclr": ("acc",)}
+
+
+def check_metric_names(group: str, params, names: set[str]) -> None:
+    """selection.metric must be a metric the run logs, early_stopping.monitor a val metric: checked before the
+    old outputs are cleared, instead of a KeyError (or Lightning's RuntimeError) after the first epoch."""
+    rules = [(f"{group}.selection.metric", params.selection.metric, names)]
+    if params.early_stopping.enabled:  # Lightning sees the metrics logged at the end of validation only
+        rules.append(
+            (
+                f"{group}.early_stopping.monitor",
+                params.early_stopping.monitor,
+                {n for n in names if n.startswith("val/")},
+            )
+        )
+    for key, metric, allowed in rules:
+        if metric not in allowed:
+            close = difflib.get_close_matches(metric, sorted(allowed), n=3)
+            hint = f"did you mean {' or '.join(close)}?" if close else f"for example {', '.join(sorted(allowed)[:6])}"
+            raise ParamsError(key, f"{metric!r} is not a metric of this run; {hint}")
+
+
+def bc_metric_names(params: BCParams) -> set[str]:
+    zero = [torch.zeros(N_ACTIONS, N_ACTIONS, dtype=torch.long)] * len(params.time_offsets_ms)
+    names = {"train/lr"}
+    for split in ("train", "val"):
+        names |= set(epoch_metrics(split, 0.0, zero, params.time_offsets_ms, params.export_offset_ms))
+    return names
+
+
+def vis_metric_names(params: VisParams) -> set[str]:
+    return {"train/lr"} | {f"{s}/{k}" for s in ("train", "val") for k in ("loss", *VIS_EXTRA_METRICS[params.task])}
 
 
 def _prepare(out_dir: Path, live_dir: Path, seed: int) -> None:
@@ -122,6 +157,7 @@ def frame_samples(store: FrameStore, split: str) -> Samples:
 def run_vis(params: VisParams, cache_dir: Path, out_dir: Path, live_dir: Path) -> dict:
     store = FrameStore.open(cache_dir)
     check_image_size(store, "data.image_height / data.image_width")
+    check_metric_names("vis", params, vis_metric_names(params))
     _prepare(out_dir, live_dir, params.seed)
     data = FrameDataModule(
         store,
@@ -134,6 +170,8 @@ def run_vis(params: VisParams, cache_dir: Path, out_dir: Path, live_dir: Path) -
     )
     module = VisModule(params, store.image_hw)
     logger = _fit(module, data, params, live_dir, VIS_HEADLINE)
+    if not logger.is_global_zero:  # DDP: rank 0 alone writes the export (all ranks hold the same weights)
+        return {"selected": logger.selected, "history": logger.history, "exported": False}
     module.model.load_state_dict(logger.selected.state_dict)
     export_encoder(module.model.encoder, out_dir / ENCODER_FILE)
     meta = {
@@ -145,7 +183,7 @@ def run_vis(params: VisParams, cache_dir: Path, out_dir: Path, live_dir: Path) -
     }
     write_meta(out_dir, meta)
     load_export(out_dir)  # what we wrote must pass the same verification a consumer runs
-    return {"selected": logger.selected, "history": logger.history}
+    return {"selected": logger.selected, "history": logger.history, "exported": True}
 
 
 # ------------------------------------------------------------------------------------------ Level 1
@@ -155,6 +193,7 @@ def check_bc_params(params: BCParams, store: FrameStore, encoder_init_path: Path
     """Everything that would make a BC run fail or export nothing usable, before any training starts."""
     params.check()
     check_image_size(store, "data.image_height / data.image_width")
+    check_metric_names("bc", params, bc_metric_names(params))
     if params.use_actions_head and params.dense_hidden_dimension // 2 != AGENT_HEAD_HIDDEN:
         raise ParamsError(
             "bc.dense_hidden_dimension",
@@ -213,6 +252,8 @@ def run_bc(
         live_dir,
         BC_HEADLINE + [f"val/acc_offset/{offset_label(d)}" for d in offsets if len(offsets) > 1],
     )
+    if not logger.is_global_zero:  # DDP: rank 0 alone writes the export (all ranks hold the same weights)
+        return {"selected": logger.selected, "history": logger.history, "timing": None, "exported": False}
     model: BCModel = module.model
     model.load_state_dict(logger.selected.state_dict)
     export_encoder(model.encoder, out_dir / ENCODER_FILE)
@@ -251,4 +292,4 @@ def run_bc(
     }
     write_meta(out_dir, meta)
     load_export(out_dir)
-    return {"selected": logger.selected, "history": logger.history, "timing": timing}
+    return {"selected": logger.selected, "history": logger.history, "timing": timing, "exported": True}

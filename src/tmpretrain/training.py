@@ -14,12 +14,13 @@ from pathlib import Path
 import lightning as L
 import numpy as np
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from dvclive import Live
 from lightning.pytorch.callbacks import Callback, EarlyStopping, TQDMProgressBar
 
 from .actions import ACTION_NAMES, N_ACTIONS
-from .metrics import confusion_matrix, epoch_metrics, support_counts
+from .metrics import epoch_metrics, support_counts
 from .models import BCModel, VisionModel, normalize
 from .params import BCParams, EarlyStoppingParams, SelectionParams, TrainerParams, VisParams
 from .windows import MASKED
@@ -30,6 +31,29 @@ def _optimizer(params, lr: float, weight_decay: float) -> torch.optim.Optimizer:
     if weight_decay > 0:
         return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
     return torch.optim.Adam(params, lr=lr)
+
+
+def _world_size() -> int:
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+def _sum_over_ranks(t: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """`t` summed over all DDP processes (a CPU copy); `t` itself in a single process. Every epoch metric is a
+    ratio of sums (CE sums, confusion matrices), so summed accumulators give exactly the single-process value."""
+    if _world_size() < 2:
+        return t
+    on = t.to(device)  # NCCL reduces CUDA tensors only, gloo CPU ones: the module's device suits the backend
+    dist.all_reduce(on, op=dist.ReduceOp.SUM)
+    return on.cpu()
+
+
+def _gather_objects(obj) -> list:
+    """[obj of rank 0, obj of rank 1, ...]; [obj] in a single process."""
+    if _world_size() < 2:
+        return [obj]
+    out = [None] * _world_size()
+    dist.all_gather_object(out, obj)
+    return out
 
 
 def _channels_last(x: torch.Tensor, enabled: bool) -> torch.Tensor:
@@ -76,6 +100,21 @@ class BCModule(L.LightningModule):
             },
         )
 
+    def _synced(self, split: str) -> dict:
+        """This split's accumulators summed over DDP ranks, once per epoch (a collective: every rank calls it)."""
+        acc = getattr(self, f"_{split}_acc")
+        if not acc.get("synced"):
+            acc["ce_sum"] = _sum_over_ranks(acc["ce_sum"], self.device)
+            acc["weight_sum"] = _sum_over_ranks(acc["weight_sum"], self.device)
+            acc["cms"] = list(_sum_over_ranks(torch.stack(acc["cms"]), self.device).unbind(0))
+            if split == "val" and _world_size() > 1:
+                mine = [torch.cat(acc[k]).tolist() if acc[k] else [] for k in ("preds", "labels")]
+                gathered = _gather_objects(mine)
+                acc["preds"] = [torch.tensor(p, dtype=torch.long) for p, _ in gathered if p]
+                acc["labels"] = [torch.tensor(y, dtype=torch.long) for _, y in gathered if y]
+            acc["synced"] = True
+        return acc
+
     def forward(self, x: torch.Tensor, floats: torch.Tensor | None = None) -> torch.Tensor:
         x = normalize(x, self.params.image_normalization)
         return self.model(_channels_last(x, self.params.trainer.channels_last), floats)
@@ -85,22 +124,25 @@ class BCModule(L.LightningModule):
         y = batch["y"]
         acc = getattr(self, f"_{split}_acc")
         losses, weights = [], []
+        n_cls = logits.shape[-1]
+        if acc["ce_sum"].device != logits.device:  # accumulate on the device: no host sync in a training step
+            acc["ce_sum"], acc["weight_sum"] = acc["ce_sum"].to(logits.device), acc["weight_sum"].to(logits.device)
+            acc["cms"] = [cm.to(logits.device) for cm in acc["cms"]]
         for j in range(logits.shape[1]):
             valid = y[:, j] != MASKED
-            if not valid.any():
-                continue
-            target = y[valid, j]
-            ce = F.cross_entropy(logits[valid, j], target, weight=self.class_weights, reduction="sum")
-            norm = self.class_weights[target].sum()  # weighted-mean CE, as F.cross_entropy(weight=...) defines it
-            losses.append(self.offset_weights[j] * ce / norm)
-            weights.append(self.offset_weights[j])
-            acc["ce_sum"][j] += ce.detach().double().cpu()
-            acc["weight_sum"][j] += norm.detach().double().cpu()
-            preds = logits[valid, j].argmax(dim=1)
-            acc["cms"][j] += confusion_matrix(preds.cpu(), target.cpu())
+            target = y[:, j].clamp(min=0)  # masked rows get weight 0 below, so their class does not matter
+            ce = (F.cross_entropy(logits[:, j], target, weight=self.class_weights, reduction="none") * valid).sum()
+            norm = (self.class_weights[target] * valid).sum()  # weighted-mean CE, as F.cross_entropy(weight=) has it
+            present = valid.any()  # an offset with no label in this batch adds nothing (was: skipped)
+            losses.append(torch.where(present, self.offset_weights[j] * ce / norm.clamp(min=1e-12), 0.0))
+            weights.append(torch.where(present, self.offset_weights[j], 0.0))
+            acc["ce_sum"][j] += ce.detach().double()
+            acc["weight_sum"][j] += norm.detach().double()
+            preds = logits[:, j].detach().argmax(dim=1)
+            acc["cms"][j].view(-1).index_put_((target * n_cls + preds,), valid.long(), accumulate=True)
             if split == "val" and j == self.export_head:
-                acc["preds"].append(preds.cpu())
-                acc["labels"].append(target.cpu())
+                acc["preds"].append(preds[valid].cpu())
+                acc["labels"].append(target[valid].cpu())
         return torch.stack(losses).sum() / torch.stack(weights).sum()
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
@@ -110,13 +152,15 @@ class BCModule(L.LightningModule):
         self._step(batch, "val")
 
     def _epoch_loss(self, acc: dict) -> float:
+        acc["ce_sum"], acc["weight_sum"] = acc["ce_sum"].cpu(), acc["weight_sum"].cpu()
+        acc["cms"] = [cm.cpu() for cm in acc["cms"]]
         present = acc["weight_sum"] > 0
         w = self.offset_weights.cpu().double()[present]
         return float((w * acc["ce_sum"][present] / acc["weight_sum"][present]).sum() / w.sum())
 
     def on_validation_epoch_end(self) -> None:
         # Lightning's EarlyStopping reads trainer.callback_metrics: expose every val metric there.
-        acc = self._val_acc
+        acc = self._synced("val")
         if not any(cm.sum() for cm in acc["cms"]):
             return
         metrics = epoch_metrics(
@@ -128,7 +172,7 @@ class BCModule(L.LightningModule):
         """This epoch's metrics (train and val) and the exported head's val predictions; resets accumulators."""
         out = {}
         for split in ("train", "val"):
-            acc = getattr(self, f"_{split}_acc")
+            acc = self._synced(split)
             if any(cm.sum() for cm in acc["cms"]):
                 out.update(
                     epoch_metrics(
@@ -180,6 +224,7 @@ class VisModule(L.LightningModule):
         )
         self._sums: dict[str, dict[str, float]] = {"train": {}, "val": {}}
         self._counts = {"train": 0, "val": 0}
+        self._synced: set[str] = set()
         self._generator: torch.Generator | None = None
 
     def _step(self, batch: dict, split: str) -> torch.Tensor:
@@ -201,7 +246,20 @@ class VisModule(L.LightningModule):
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         self._step(batch, "val")
 
+    def _sync(self, split: str) -> None:
+        """Sum this split's sums and counts over DDP ranks, once per epoch (a collective: every rank calls it)."""
+        if split in self._synced:
+            return
+        sums, count = {}, 0
+        for rank_sums, rank_count in _gather_objects((self._sums[split], self._counts[split])):
+            for name, value in rank_sums.items():
+                sums[name] = sums.get(name, 0.0) + value
+            count += rank_count
+        self._sums[split], self._counts[split] = sums, count
+        self._synced.add(split)
+
     def _means(self, split: str) -> dict[str, float]:
+        self._sync(split)
         n = self._counts[split]
         return {f"{split}/{k}": v / n for k, v in self._sums[split].items()} if n else {}
 
@@ -212,6 +270,7 @@ class VisModule(L.LightningModule):
         out = {**self._means("train"), **self._means("val")}
         self._sums = {"train": {}, "val": {}}
         self._counts = {"train": 0, "val": 0}
+        self._synced = set()
         return out, {}
 
     def configure_optimizers(self):
@@ -251,8 +310,10 @@ class EpochLogger(Callback):
         self.headline = headline
         self.live: Live | None = None
         self.history: list[dict] = []
+        self.is_global_zero = True
 
     def on_fit_start(self, trainer, pl_module) -> None:
+        self.is_global_zero = trainer.is_global_zero
         if trainer.is_global_zero:
             self.live = Live(str(self.live_dir), dvcyaml=False, save_dvc_exp=False, report=None)
 
@@ -296,8 +357,13 @@ class EpochLogger(Callback):
             **{k: v for k, v in sel.metrics.items() if k in self.headline},
         }
         self.live.summary["epochs_run"] = len(self.history)
-        for name, count in sel.extra.get("support", {}).items():
-            self.live.summary[name] = count
+        support = sel.extra.get("support", {})
+        if support:  # nested like every logged metric: val/support/<name>
+            counts = {name.rsplit("/", 1)[-1]: n for name, n in support.items()}
+            self.live.summary.setdefault("val", {})["support"] = counts
+            total = sum(counts.values())
+            # The bar val/acc must clear: always predicting the most frequent val action.
+            self.live.summary["val"]["majority_baseline_acc"] = max(counts.values()) / total if total else 0.0
         if sel.extra.get("labels"):
             labels = [ACTION_NAMES[i] for i in sel.extra["labels"]]
             preds = [ACTION_NAMES[i] for i in sel.extra["preds"]]

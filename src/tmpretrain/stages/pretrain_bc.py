@@ -16,11 +16,12 @@ LIVE_DIR = Path("reports/bc")
 def main() -> None:
     params = load_params()
     result = run_bc(params.bc, Path(params.data.cache_dir), MODEL_DIR, LIVE_DIR)
-    sel = result["selected"]
-    print(
-        f"pretrain_bc: exported epoch {sel.epoch} of {len(result['history'])} "
-        f"({sel.metric} {sel.value:.4f}) to {MODEL_DIR}"
-    )
+    if result["exported"]:  # under DDP only rank 0 exports and reports
+        sel = result["selected"]
+        print(
+            f"pretrain_bc: exported epoch {sel.epoch} of {len(result['history'])} "
+            f"({sel.metric} {sel.value:.4f}) to {MODEL_DIR}"
+        )
 
 
 if __name__ == "__main__":

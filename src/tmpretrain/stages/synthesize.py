@@ -1,0 +1,53 @@
+"""Stage `synthesize`: regenerate the embedded default data set (params.synth) in the capture layout.
+
+    python -m tmpretrain.stages.synthesize
+
+Deletes and rewrites params.synth.out_dir, then writes reports/synthesize/summary.json.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+
+from ..errors import ParamsError, stage_entry
+from ..params import as_dict, load_params
+from ..synthetic import generate_dataset
+
+REPORT_DIR = Path("reports/synthesize")
+
+
+@stage_entry
+def main() -> None:
+    params = load_params()
+    synth = params.synth
+    out_dir = Path(synth.out_dir)
+    if out_dir.resolve() in (Path.cwd().resolve(), Path(out_dir.anchor).resolve()):
+        raise ParamsError("synth.out_dir", f"{synth.out_dir!r} would delete the working directory; name a subfolder")
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    start = time.perf_counter()
+    summary = generate_dataset(synth, out_dir, progress=True)
+    elapsed = time.perf_counter() - start
+    summary["seconds"] = round(elapsed, 2)
+    summary["frames_per_second"] = round(summary["frames"] / max(elapsed, 1e-9), 1)
+    summary["params"] = as_dict(synth)
+    REPORT_DIR.mkdir(parents=True, exist_ok=True)
+    (REPORT_DIR / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+
+    mix = ", ".join(f"{name} {100 * frac:.1f}%" for name, frac in summary["class_mix"].items() if frac > 0)
+    print(
+        f"synthesize: {summary['tracks']} tracks, {summary['replays']} replays, {summary['frames']} frames "
+        f"in {elapsed:.1f} s ({summary['frames_per_second']:.0f} frames/s) -> {out_dir}"
+    )
+    print(
+        f"  laps completed {summary['laps_completed']}, off road {100 * summary['off_road_fraction']:.2f}%, "
+        f"mean speed {summary['mean_speed_mps']:.1f} m/s"
+    )
+    print(f"  class mix: {mix}")
+
+
+if __name__ == "__main__":
+    main()

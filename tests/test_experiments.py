@@ -1,0 +1,267 @@
+"""Presets resolve to valid params, and DVC keeps every experiment's own outputs (the seed lost v2_next_tick when
+the n_stack=3 run overwrote its directory; here two experiments writing the same paths both survive)."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tmpretrain.experiments import exp_run_command, load_presets, main, resolve, runnable, select, stray_params
+from tmpretrain.params import parse_params
+
+ROOT = Path(__file__).resolve().parents[1]
+PRESETS = ROOT / "presets.yaml"
+SEED_RUNS = [
+    "v1",
+    "v1.1",
+    "v1.2",
+    "v2",
+    "v2_next_tick",
+    "v2_next_tick_stack3",
+    "v2_multi_offset",
+    "v2_multi_offset_ahead",
+    "v2_multi_offset_ahead_tuned",
+    "v2_multi_offset_ahead_reg",
+    "v2_multi_offset_ahead_dropout",
+    "v2_multi_offset_ahead_dropout_inner",
+]
+
+
+def apply_overrides(params: dict, overrides: list[str]) -> dict:
+    """What `dvc exp run -S` does to params.yaml, for the values presets use (YAML scalars and lists)."""
+    params = copy.deepcopy(params)
+    for ov in overrides:
+        key, value = ov.split("=", 1)
+        *path, last = key.split(".")
+        node = params
+        for part in path:
+            node = node[part]
+        assert last in node, f"{key} is not a params.yaml key"
+        node[last] = yaml.safe_load(value)
+    return params
+
+
+def presets_params() -> dict:
+    data = load_presets(PRESETS)
+    base = yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))
+    return {name: parse_params(apply_overrides(base, resolve(data, name))) for name in runnable(data)}
+
+
+def test_every_seed_run_is_a_preset_with_valid_params():
+    data = load_presets(PRESETS)
+    assert runnable(data) == SEED_RUNS
+    params = presets_params()
+    assert set(params) == set(SEED_RUNS)
+    for family, names in data["families"].items():
+        assert set(names) <= set(SEED_RUNS), family
+
+
+def test_presets_carry_the_seed_settings():
+    p = presets_params()
+    # v1 / v1.1 / v1.2: vis/v1 on [0, 1]; only v1 has early stopping and 25 epochs
+    assert (p["v1"].bc.epochs, p["v1"].bc.early_stopping.enabled, p["v1"].bc.early_stopping.patience) == (25, True, 10)
+    assert (p["v1.1"].bc.epochs, p["v1.1"].bc.early_stopping.enabled, p["v1.1"].bc.lr) == (50, False, 0.0005)
+    for name in ("v1", "v1.1", "v1.2"):
+        assert p[name].vis.image_normalization == "01"
+    assert p["v1.1"].bc.image_normalization == "01" and p["v1.2"].bc.image_normalization == "iqn"
+    for name in SEED_RUNS[3:]:
+        assert (p[name].vis.image_normalization, p[name].bc.image_normalization) == ("iqn", "iqn"), name
+        assert p[name].vis.epochs == 50 and not p[name].vis.early_stopping.enabled
+    assert p["v2"].bc.time_offsets_ms == [0] and not p["v2"].bc.use_actions_head
+    assert p["v2_next_tick"].bc.target == "next_tick" and p["v2_next_tick"].bc.n_stack == 1
+    assert p["v2_next_tick_stack3"].bc.n_stack == 3 and p["v2_next_tick_stack3"].bc.target == "next_tick"
+    mo = p["v2_multi_offset"].bc
+    assert (mo.time_offsets_ms, mo.offset_weights, mo.use_actions_head) == (
+        [-10, 0, 10, 100],
+        [0.2, 1.0, 0.5, 0.3],
+        False,
+    )
+    assert p["v2_multi_offset_ahead"].bc.use_actions_head and p["v2_multi_offset_ahead"].bc.dropout == 0.0
+    t = p["v2_multi_offset_ahead_tuned"].bc
+    assert (t.lr, t.weight_decay, t.early_stopping.enabled, t.early_stopping.patience) == (0.0002, 0.01, True, 10)
+    r = p["v2_multi_offset_ahead_reg"].bc
+    assert (r.lr, r.weight_decay, r.early_stopping.enabled, r.epochs, r.dropout) == (0.0001, 0.02, False, 50, 0.0)
+    assert p["v2_multi_offset_ahead_dropout"].bc.dropout == 0.2
+    assert p["v2_multi_offset_ahead_dropout"].bc.action_head_dropout == 0.0
+    assert p["v2_multi_offset_ahead_dropout_inner"].bc.action_head_dropout == 0.1
+
+
+def test_every_preset_sets_the_same_keys():
+    """So that running presets one after another in one workspace never inherits a key from the previous one."""
+    data = load_presets(PRESETS)
+    keysets = {name: {ov.split("=", 1)[0] for ov in resolve(data, name)} for name in runnable(data)}
+    first = keysets["v1"]
+    for name, keys in keysets.items():
+        assert keys == first, (name, keys ^ first)
+
+
+def test_command_and_selection():
+    data = load_presets(PRESETS)
+    cmd = exp_run_command(data, "v1.2", queue=True, extra=["-S", "bc.batch_size=4096"])
+    assert cmd[:6] == ["dvc", "exp", "run", "-n", "v1.2", "--queue"]
+    assert cmd[-2:] == ["-S", "bc.batch_size=4096"]
+    assert "vis.image_normalization='01'" in cmd
+    assert select(data, ["n-stack", "v2"]) == ["v2_next_tick", "v2_next_tick_stack3", "v2"]
+    assert select(data, ["all"]) == SEED_RUNS
+    with pytest.raises(ValueError, match="unknown preset"):
+        resolve(data, "v3")
+
+
+def test_cli_show_and_dry_run(capsys):
+    assert main(["--presets", str(PRESETS), "show", "v2_next_tick"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("dvc exp run -n v2_next_tick ") and "-S bc.target=next_tick" in out
+    assert main(["--presets", str(PRESETS), "queue", "n-stack", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("--queue") == 2 and "dvc queue start" in out
+    assert main(["--presets", str(PRESETS), "run", "nope", "--dry-run"]) == 2
+
+
+def test_stray_params_are_reported(tmp_path):
+    subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
+    (tmp_path / "params.yaml").write_text("bc:\n  lr: 0.1\n  epochs: 3\n", encoding="utf-8")
+    _git(tmp_path, "add", "params.yaml")
+    _git(tmp_path, "commit", "-qm", "p")
+    (tmp_path / "params.yaml").write_text("bc:\n  lr: 0.2\n  epochs: 4\n", encoding="utf-8")
+    os.chdir(tmp_path)
+    assert stray_params(["bc.lr=0.3"]) == ["bc.epochs"]
+    assert stray_params(["bc.lr=0.3", "bc.epochs=1"]) == []
+
+
+# ------------------------------------------------------------------------------ throwaway DVC project
+
+PROJECT_FILES = ["src", "dvc.yaml", "params.yaml", "presets.yaml", ".dvcignore", "pyproject.toml", ".gitignore"]
+TINY = {
+    "synth": {
+        "n_tracks": 3,
+        "replays_per_track": 1,
+        "seconds_per_replay": 6.0,
+        "width": 64,
+        "height": 64,
+        "workers": 1,
+    },
+    "data": {"image_height": 36, "image_width": 36, "val_fraction": 0.34, "workers": 1},
+    "vis": {"epochs": 1, "batch_size": 64},
+    "bc": {"epochs": 2, "batch_size": 64},
+}
+
+
+def _git(cwd: Path, *args: str) -> None:
+    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t"}
+    env["GIT_COMMITTER_EMAIL"] = "t@t"
+    subprocess.run(["git", *args], cwd=cwd, check=True, env=env)
+
+
+def project_env(site_cache: Path) -> dict:
+    """The subprocess environment: no DVC_* from the outside (a running `dvc exp` sets some), the venv first."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DVC")}
+    env.update(
+        DVC_NO_ANALYTICS="1",
+        DVC_SITE_CACHE_DIR=str(site_cache),
+        PATH=str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", ""),
+        GIT_AUTHOR_NAME="t",
+        GIT_AUTHOR_EMAIL="t@t",
+        GIT_COMMITTER_NAME="t",
+        GIT_COMMITTER_EMAIL="t@t",
+    )
+    return env
+
+
+def make_project(dest: Path, tiny: dict = TINY) -> Path:
+    """A copy of this project with tiny params, as a fresh git + DVC repository with one commit."""
+    dest.mkdir(parents=True)
+    for name in PROJECT_FILES:
+        src = ROOT / name
+        if src.is_dir():
+            shutil.copytree(src, dest / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+        elif src.exists():
+            shutil.copy2(src, dest / name)
+    params = yaml.safe_load((dest / "params.yaml").read_text(encoding="utf-8"))
+    for group, values in tiny.items():
+        params[group].update(values)
+    (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False), encoding="utf-8")
+    env = project_env(dest.parent / "dvc-site")
+    subprocess.run(["git", "init", "-q"], cwd=dest, check=True, env=env)
+    subprocess.run(["dvc", "init", "-q"], cwd=dest, check=True, env=env)
+    if (ROOT / ".dvc" / "config").is_file():
+        shutil.copy2(ROOT / ".dvc" / "config", dest / ".dvc" / "config")
+    subprocess.run(["git", "add", "-A"], cwd=dest, check=True, env=env)
+    subprocess.run(["git", "commit", "-qm", "baseline"], cwd=dest, check=True, env=env)
+    return dest
+
+
+def dvc(project: Path, *args: str) -> str:
+    proc = subprocess.run(
+        ["dvc", *args], cwd=project, env=project_env(project.parent / "dvc-site"), capture_output=True, text=True
+    )
+    assert proc.returncode == 0, f"dvc {' '.join(args)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    return proc.stdout
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def exp_metrics(show: list) -> dict[str, dict]:
+    """{experiment name: reports/bc/metrics.json} from `dvc exp show --json`."""
+    out = {}
+    for baseline in show:
+        for exp in baseline.get("experiments") or []:
+            for rev in exp.get("revs") or []:
+                data = rev.get("data") or {}
+                metrics = (data.get("metrics") or {}).get("reports/bc/metrics.json", {}).get("data")
+                params = (data.get("params") or {}).get("params.yaml", {}).get("data")
+                out[rev.get("name") or exp.get("name")] = {"metrics": metrics, "params": params}
+    return out
+
+
+needs_synth = pytest.mark.skipif(
+    not (ROOT / "src/tmpretrain/stages/synthesize.py").is_file(), reason="the synthesize stage is not there yet"
+)
+
+
+@pytest.mark.slow
+@needs_synth
+def test_two_experiments_writing_the_same_paths_both_survive(tmp_path):
+    project = make_project(tmp_path / "proj")
+    dvc(project, "exp", "run", "-n", "a", "-S", "bc.n_stack=1")
+    enc_a = sha256(project / "models/bc/encoder.pt")
+    curve_a = (project / "reports/bc/plots/metrics/val/loss.tsv").read_text()
+    dvc(project, "exp", "run", "-n", "b", "-S", "bc.n_stack=3")
+    enc_b = sha256(project / "models/bc/encoder.pt")
+    assert enc_a != enc_b
+
+    runs = exp_metrics(json.loads(dvc(project, "exp", "show", "--json")))
+    assert {"a", "b"} <= set(runs)
+    assert runs["a"]["params"]["bc"]["n_stack"] == 1 and runs["b"]["params"]["bc"]["n_stack"] == 3
+    for name in ("a", "b"):
+        m = runs[name]["metrics"]
+        assert m["epochs_run"] == 2 and "loss" in m["val"] and "epoch" in m["best"]
+    assert runs["a"]["metrics"] != runs["b"]["metrics"]
+
+    for name, enc in (("a", enc_a), ("b", enc_b), ("a", enc_a)):
+        dvc(project, "exp", "apply", name)
+        assert sha256(project / "models/bc/encoder.pt") == enc, name
+        meta = json.loads((project / "models/bc/pretrain_meta.json").read_text())
+        assert meta["n_stack"] == (1 if name == "a" else 3)
+        metrics = json.loads((project / "reports/bc/metrics.json").read_text())
+        assert metrics == runs[name]["metrics"]
+    assert (project / "reports/bc/plots/metrics/val/loss.tsv").read_text() == curve_a
+
+    # the report reads both experiments and shows the numbers dvc exp show lists
+    from tmpretrain.reports import load_runs
+
+    os.chdir(project)
+    loaded = {r.label: r for r in load_runs(["a", "b"], project)}
+    for name in ("a", "b"):
+        assert loaded[name].metrics == runs[name]["metrics"]
+        assert loaded[name].curves["val/loss"].iloc[-1] == pytest.approx(runs[name]["metrics"]["val"]["loss"])

@@ -1,0 +1,277 @@
+"""The real training stages (`python -m tmpretrain.stages.*` in a project directory) under interruption, reruns
+and several processes: a killed run leaves no export that looks valid and its rerun equals an uninterrupted run
+with no stale files; the same params give bit-identical metrics and weights; DDP over 2 CPU processes (gloo) gives
+the metrics of one process."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import data_params, make_tree
+from tmpretrain.cache import build_cache
+from tmpretrain.export import ExportError, load_export
+
+VIS = {"epochs": 1, "batch_size": 64, "trainer": {"accelerator": "cpu"}}
+BC = {
+    "epochs": 3,
+    "batch_size": 32,
+    "time_offsets_ms": [0, 100],
+    "offset_weights": [1.0, 0.5],
+    "trainer": {"accelerator": "cpu"},
+}
+STAGE_TIMEOUT = 300
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory) -> Path:
+    """4 tracks x 2 replays x 30 frames: 180 train samples, 60 val samples (one held-out track)."""
+    root = tmp_path_factory.mktemp("data")
+    tree = make_tree(root / "replays", n_tracks=4, replays_per_track=2, n_frames=30, size=40)
+    build_cache(data_params(root, tree, image_height=36, image_width=36, val_fraction=0.25), progress=False)
+    return root / "cache"
+
+
+def _project(root: Path, cache: Path, vis: dict | None = None, bc: dict | None = None) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    params = {"data": {"cache_dir": str(cache)}, "vis": vis or VIS, "bc": bc or BC}
+    (root / "params.yaml").write_text(yaml.safe_dump(params))
+    return root
+
+
+def _env() -> dict:
+    return {**os.environ, "DVC_NO_ANALYTICS": "1", "PYTHONUNBUFFERED": "1"}
+
+
+def _stage(root: Path, name: str) -> subprocess.CompletedProcess:
+    run = subprocess.run(
+        [sys.executable, "-m", f"tmpretrain.stages.{name}"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=STAGE_TIMEOUT,
+        env=_env(),
+    )
+    assert run.returncode == 0, f"{name} failed:\n{run.stdout[-3000:]}\n{run.stderr[-3000:]}"
+    assert "Traceback" not in run.stderr
+    return run
+
+
+def _tree(d: Path) -> dict[str, str]:
+    """{relative path: sha256} of every file under d."""
+    return {
+        str(p.relative_to(d)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(d.rglob("*")) if p.is_file()
+    }
+
+
+def _outputs(root: Path, stage: str) -> dict[str, dict[str, str]]:
+    return {d: _tree(root / d) for d in (f"models/{stage}", f"reports/{stage}")}
+
+
+@pytest.fixture(scope="module")
+def reference(cache, tmp_path_factory) -> Path:
+    """One uninterrupted run of pretrain_vis then pretrain_bc (encoder_init: vis)."""
+    root = _project(tmp_path_factory.mktemp("reference"), cache)
+    _stage(root, "pretrain_vis")
+    _stage(root, "pretrain_bc")
+    return root
+
+
+# ----------------------------------------------------------------------------------------- determinism
+
+
+def test_same_params_give_bit_identical_metrics_and_weights(reference, cache, tmp_path):
+    again = _project(tmp_path / "again", cache)
+    _stage(again, "pretrain_vis")
+    _stage(again, "pretrain_bc")
+    for stage in ("vis", "bc"):
+        ref, new = _outputs(reference, stage), _outputs(again, stage)
+        assert ref == new, stage  # every file: weights, pretrain_meta.json, metrics.json, per-epoch plots
+    files = _tree(reference / "models/bc")
+    assert {"encoder.pt", "actions_head.pt", "pretrain_meta.json"} <= set(files)
+    assert "metrics.json" in _tree(reference / "reports/bc")
+    # Not vacuous: training moved the weights away from the Level 0 encoder it started from.
+    assert files["encoder.pt"] != _tree(reference / "models/vis")["encoder.pt"]
+
+
+# ---------------------------------------------------------------------------------------- interruption
+
+_EPOCH_1_STARTED = re.compile(r"Epoch 1: +\d+%\|[^|]*\| *[1-9]\d*/")
+
+
+def _kill_mid_epoch(root: Path) -> str:
+    """Start pretrain_bc, SIGKILL it once at least one batch of epoch 1 has run (epoch 0 fully logged)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tmpretrain.stages.pretrain_bc"],
+        cwd=root,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=_env(),
+    )
+    seen = ""
+    deadline = time.monotonic() + STAGE_TIMEOUT
+    try:
+        while time.monotonic() < deadline:
+            chunk = proc.stdout.readline()  # tqdm's \r updates read as lines (universal newlines)
+            if not chunk and proc.poll() is not None:
+                break
+            seen += chunk
+            if _EPOCH_1_STARTED.search(chunk):
+                proc.send_signal(signal.SIGKILL)
+                break
+    finally:
+        if proc.poll() is None and not _EPOCH_1_STARTED.search(seen):
+            proc.kill()
+        proc.wait(timeout=60)
+        proc.stdout.close()
+    assert proc.returncode == -signal.SIGKILL, f"the run was not killed mid-epoch:\n{seen[-3000:]}"
+    return seen
+
+
+def test_killed_run_leaves_no_valid_export_and_its_rerun_equals_an_uninterrupted_run(reference, cache, tmp_path):
+    root = _project(tmp_path / "killed", cache)
+    shutil.copytree(reference / "models/vis", root / "models/vis")
+    shutil.copytree(reference / "reports/vis", root / "reports/vis")
+    # An earlier, complete result in place: the killed run must not leave it looking like this run's result.
+    shutil.copytree(reference / "models/bc", root / "models/bc")
+    seen = _kill_mid_epoch(root)
+    assert "epoch   0" in seen and "exported" not in seen
+    with pytest.raises(ExportError, match="pretrain_meta.json: not found"):
+        load_export(root / "models/bc")  # the earlier export was cleared at the start; nothing half-written
+    assert (root / "reports/bc/metrics.json").is_file()  # the killed run's epoch-0 metrics: stale now
+    killed_metrics = json.loads((root / "reports/bc/metrics.json").read_text())
+    assert killed_metrics["step"] == 0
+
+    stale = [root / "models/bc/stale_epoch.pt", root / "reports/bc/plots/metrics/val/stale.tsv"]
+    for p in stale:
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text("left over from the killed run\n")
+    _stage(root, "pretrain_bc")
+    assert not any(p.exists() for p in stale)
+    assert _outputs(root, "bc") == _outputs(reference, "bc")
+    assert _outputs(root, "vis") == _outputs(reference, "vis")  # the other stage's results are untouched
+    meta, _ = load_export(root / "models/bc")
+    assert meta["selection"]["epochs_run"] == BC["epochs"]
+
+
+# ----------------------------------------------------------------------------------------------- DDP
+
+
+def _flat(node: dict, prefix: str = "") -> dict[str, float]:
+    out = {}
+    for k, v in node.items():
+        if isinstance(v, dict):
+            out.update(_flat(v, f"{prefix}{k}/"))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def test_ddp_two_cpu_processes_give_the_metrics_of_one(cache, tmp_path):
+    """One epoch of BC with strategy ddp, 2 CPU processes (gloo) vs 1 process on the same data. With lr ~ 0 and no
+    dropout the weights stay put, so every epoch metric must equal the single-process one: the ranks' batches must
+    together cover every train and val sample once and the per-rank sums must be reduced before the ratios.
+
+    180 train samples / 25 = 8 batches (4 per rank); 60 val samples / 25 = 3 batches (odd: one rank validates
+    one batch more than the other)."""
+    bc = {
+        "encoder_init": "none",
+        "epochs": 1,
+        "lr": 1e-12,
+        "weight_decay": 0.0,
+        "dropout": 0.0,
+        "action_head_dropout": 0.0,
+        "time_offsets_ms": [0, 100],
+        "offset_weights": [1.0, 0.5],
+        "batch_size": 25,
+    }
+    single = _project(tmp_path / "one", cache, bc={**bc, "trainer": {"accelerator": "cpu", "devices": 1}})
+    ddp = _project(
+        tmp_path / "ddp",
+        cache,
+        bc={**bc, "trainer": {"accelerator": "cpu", "devices": 2, "num_nodes": 1, "strategy": "ddp"}},
+    )
+    _stage(single, "pretrain_bc")
+    run = _stage(ddp, "pretrain_bc")
+    assert "distributed_backend=gloo" in run.stdout + run.stderr
+    assert "All distributed processes registered. Starting with 2 processes" in run.stdout + run.stderr
+
+    one = _flat(json.loads((single / "reports/bc/metrics.json").read_text()))
+    two = _flat(json.loads((ddp / "reports/bc/metrics.json").read_text()))
+    assert set(one) == set(two)
+    support = {k: v for k, v in one.items() if k.startswith("val/support/")}
+    assert sum(support.values()) == 60  # every val sample has a label at 0 ms
+    for key in support:
+        assert two[key] == one[key], key  # exact: each val sample counted once across the ranks
+    metrics = {k for k in one if k.startswith(("train/", "val/", "best/"))}
+    assert {"train/loss", "val/loss", "val/acc", "val/offset/+100ms/acc_action/accel"} <= metrics
+    for key in metrics:
+        expected = pytest.approx(one[key], rel=1e-6, abs=1e-9) if isinstance(one[key], float) else one[key]
+        assert two[key] == expected, key
+    assert one["epochs_run"] == two["epochs_run"] == 1
+    meta, _ = load_export(ddp / "models/bc")  # written once, by rank 0, and it verifies
+    assert meta["params"]["trainer"]["devices"] == 2 and meta["params"]["trainer"]["strategy"] == "ddp"
+
+
+# ----------------------------------------------------------------------------------- artifact verification
+
+
+def _meta(path: Path) -> dict:
+    return json.loads((path / "pretrain_meta.json").read_text())
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (
+            lambda m, d: m["files"]["encoder.pt"].__setitem__("sha256", "0" * 64),
+            r"encoder\.pt: sha256 .* does not match",
+        ),
+        (lambda m, d: m.__setitem__("head_input_dim", 5888), r"records head_input_dim 5888 but image size 36x36"),
+        (lambda m, d: m.__setitem__("image_size", [120, 160]), r"records head_input_dim 288 but image size 120x160"),
+        (lambda m, d: m.__setitem__("files", {}), r"lists no files"),
+        (lambda m, d: m["files"].__setitem__("missing.pt", {"sha256": "0" * 64}), r"missing\.pt: listed in .* missing"),
+        (lambda m, d: (d / "encoder.pt").write_bytes(b"x" * 10), r"encoder\.pt: sha256"),
+    ],
+    ids=["sha256", "head-input-dim", "image-size", "no-files", "missing-file", "file-replaced"],
+)
+def test_load_export_checks_metadata_against_the_files(reference, tmp_path, edit, message):
+    export = tmp_path / "bc"
+    shutil.copytree(reference / "models/bc", export)
+    load_export(export)  # the real stage's export verifies as written
+    meta = _meta(export)
+    edit(meta, export)
+    (export / "pretrain_meta.json").write_text(json.dumps(meta))
+    with pytest.raises(ExportError, match=message):
+        load_export(export)
+
+
+def test_load_export_refuses_a_non_float32_file_even_with_a_matching_hash(reference, tmp_path):
+    import torch
+
+    from tmpretrain.export import sha256_file
+
+    export = tmp_path / "bc"
+    shutil.copytree(reference / "models/bc", export)
+    state = torch.load(export / "encoder.pt", weights_only=True)
+    torch.save({k: v.double() for k, v in state.items()}, export / "encoder.pt")
+    meta = _meta(export)
+    meta["files"]["encoder.pt"]["sha256"] = sha256_file(export / "encoder.pt")  # re-hashed by hand: still refused
+    (export / "pretrain_meta.json").write_text(json.dumps(meta))
+    with pytest.raises(ExportError, match="are not float32"):
+        load_export(export)
+    (export / "pretrain_meta.json").write_text("{not json")
+    with pytest.raises(ExportError, match="not valid JSON"):
+        load_export(export)
