@@ -90,6 +90,16 @@ def vis_metric_names(params: VisParams) -> set[str]:
     return {"train/lr"} | {f"{s}/{k}" for s in ("train", "val") for k in ("loss", *VIS_EXTRA_METRICS[params.task])}
 
 
+def export_summary(stage: str, result: dict, out_dir: Path) -> str | None:
+    """The stage's closing line; None on DDP ranks other than 0, which export nothing."""
+    if not result["exported"]:
+        return None
+    sel = result["selected"]
+    return (
+        f"{stage}: exported epoch {sel.epoch} of {len(result['history'])} ({sel.metric} {sel.value:.4f}) to {out_dir}"
+    )
+
+
 def _prepare(out_dir: Path, live_dir: Path, seed: int) -> None:
     # Stale files from an earlier run must never ride along with this one's results.
     for d in (out_dir, live_dir):

@@ -1,13 +1,15 @@
 """Lightning modules for Level 0 (vision) and Level 1 (behavioral cloning), the epoch logger, and the trainer.
 
 Metrics are accumulated exactly over each epoch (sums and confusion matrices, not means of batch means), logged
-once per epoch with x = epoch through one DVCLive `Live` (the stock logger's traps are in docs/dvc.md), and the
+once per epoch with x = epoch through one DVCLive `Live` (why not the stock logger: docs/training.md), and the
 epoch chosen by `selection` is kept in memory so that the export is the selected epoch's weights, never the last.
 """
 
 from __future__ import annotations
 
+import logging
 import math
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -380,6 +382,18 @@ class EpochLogger(Callback):
 
 
 # ------------------------------------------------------------------------------------------ trainer
+
+
+class _QuietLightning(logging.Filter):
+    """Drop Lightning's product advert from every run's output (it is not about this run)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "litlogger" not in record.getMessage()
+
+
+logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_QuietLightning())
+# Lightning 2.6 calls a pytree API that torch 2.13 deprecates; nothing for a user to act on.
+warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
 
 
 def build_trainer(

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from ..errors import stage_entry
 from ..params import load_params
-from ..pretrain import run_bc
+from ..pretrain import export_summary, run_bc
 
 MODEL_DIR = Path("models/bc")
 LIVE_DIR = Path("reports/bc")
@@ -16,12 +16,9 @@ LIVE_DIR = Path("reports/bc")
 def main() -> None:
     params = load_params()
     result = run_bc(params.bc, Path(params.data.cache_dir), MODEL_DIR, LIVE_DIR)
-    if result["exported"]:  # under DDP only rank 0 exports and reports
-        sel = result["selected"]
-        print(
-            f"pretrain_bc: exported epoch {sel.epoch} of {len(result['history'])} "
-            f"({sel.metric} {sel.value:.4f}) to {MODEL_DIR}"
-        )
+    line = export_summary("pretrain_bc", result, MODEL_DIR)
+    if line:
+        print(line)
 
 
 if __name__ == "__main__":

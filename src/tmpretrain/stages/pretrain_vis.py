@@ -6,7 +6,7 @@ from pathlib import Path
 
 from ..errors import stage_entry
 from ..params import load_params
-from ..pretrain import run_vis
+from ..pretrain import export_summary, run_vis
 
 MODEL_DIR = Path("models/vis")
 LIVE_DIR = Path("reports/vis")
@@ -16,12 +16,9 @@ LIVE_DIR = Path("reports/vis")
 def main() -> None:
     params = load_params()
     result = run_vis(params.vis, Path(params.data.cache_dir), MODEL_DIR, LIVE_DIR)
-    if result["exported"]:  # under DDP only rank 0 exports and reports
-        sel = result["selected"]
-        print(
-            f"pretrain_vis: exported epoch {sel.epoch} of {len(result['history'])} "
-            f"({sel.metric} {sel.value:.4f}) to {MODEL_DIR}"
-        )
+    line = export_summary("pretrain_vis", result, MODEL_DIR)
+    if line:
+        print(line)
 
 
 if __name__ == "__main__":
