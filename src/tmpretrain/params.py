@@ -240,8 +240,7 @@ def _build(cls, raw: dict, prefix: str, base=None):
             raise ParamsError(full(name), f"unknown key{hint}")
     base = base if base is not None else cls()
     values = {
-        name: _coerce(full(name), raw[name], hints[name], fields[name].metadata, getattr(base, name))
-        for name in raw
+        name: _coerce(full(name), raw[name], hints[name], fields[name].metadata, getattr(base, name)) for name in raw
     }
     return dataclasses.replace(base, **values)
 
