@@ -15,7 +15,16 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tmpretrain.experiments import exp_run_command, load_presets, main, resolve, runnable, select, stray_params
+from tmpretrain.experiments import (
+    PresetError,
+    exp_run_command,
+    load_presets,
+    main,
+    resolve,
+    runnable,
+    select,
+    stray_params,
+)
 from tmpretrain.params import parse_params
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -112,7 +121,7 @@ def test_command_and_selection():
     assert "vis.image_normalization='01'" in cmd
     assert select(data, ["n-stack", "v2"]) == ["v2_next_tick", "v2_next_tick_stack3", "v2"]
     assert select(data, ["all"]) == SEED_RUNS
-    with pytest.raises(ValueError, match="unknown preset"):
+    with pytest.raises(PresetError, match="unknown preset"):
         resolve(data, "v3")
 
 

@@ -21,6 +21,8 @@ from pathlib import Path
 
 import yaml
 
+from .errors import PretrainError
+
 PRESETS_FILE = Path("presets.yaml")
 
 # `dvc exp show --drop '.*' --keep ...`: the headline columns of the seed's analysis. Column names are the flattened
@@ -42,7 +44,7 @@ HEADLINE_KEEP = [
 ]
 
 
-class PresetError(ValueError):
+class PresetError(PretrainError):
     pass
 
 

@@ -39,6 +39,7 @@ from plotly.subplots import make_subplots
 
 from .actions import ACTION_NAMES, MAIN_ACTIONS
 from .cache import FrameStore
+from .errors import PretrainError
 from .metrics import majority_baseline, offset0_baseline, offset_label, previous_action_baseline
 from .windows import build_samples
 
@@ -50,7 +51,7 @@ WORKSPACE = "workspace"
 MAIN_ACTION_NAMES = [ACTION_NAMES[i] for i in MAIN_ACTIONS]
 
 
-class ReportError(ValueError):
+class ReportError(PretrainError):
     pass
 
 
