@@ -40,7 +40,9 @@ def build_encoder() -> nn.Sequential:
     """The agent's img_head: 4 convolutions with LeakyReLU, then Flatten (keys 0.*, 2.*, 4.*, 6.*)."""
     layers: list[nn.Module] = []
     for c_in, c_out, k, s in _CONVS:
-        layers += [nn.Conv2d(c_in, c_out, kernel_size=k, stride=s), nn.LeakyReLU(LEAKY_SLOPE)]
+        # In place: the activation then costs no second copy of each conv map (the largest memory of a batch,
+        # times n_stack); the state_dict and the function are the agent's either way.
+        layers += [nn.Conv2d(c_in, c_out, kernel_size=k, stride=s), nn.LeakyReLU(LEAKY_SLOPE, inplace=True)]
     return nn.Sequential(*layers, nn.Flatten())
 
 
