@@ -65,6 +65,7 @@ def _write_run(root: Path, val_loss: list[float]) -> None:
             "loss": val_loss[-1],
             "acc": series["val/acc"][-1],
             "main_actions_acc": series["val/main_actions_acc"][-1],
+            "support": {a: 10 * i for i, a in enumerate(ACTION_NAMES)},  # as EpochLogger writes it
         },
         "best": {
             "epoch": best,
@@ -75,7 +76,6 @@ def _write_run(root: Path, val_loss: list[float]) -> None:
             "val/main_actions_acc": series["val/main_actions_acc"][best],
         },
         "epochs_run": n,
-        **{f"val/support/{a}": 10 * i for i, a in enumerate(ACTION_NAMES)},
     }
     (root / "reports/bc/metrics.json").write_text(json.dumps(metrics), encoding="utf-8")
     confusion = root / "reports/bc/plots/sklearn/confusion_matrix.json"

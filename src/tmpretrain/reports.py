@@ -336,7 +336,7 @@ def per_action_table(runs: list[Run], metric: str = "val/loss", mode: str = "min
         last, best = int(run.curves.index.max()), best_epoch(run.curves, metric, mode)
         for tag, e in ((f"last ({last})", last), (f"best ({best})", best)):
             out[(run.label, tag)] = [run.curves.get(f"val/acc_action/{a}", pd.Series()).get(e) for a in ACTION_NAMES]
-        out[(run.label, "val support")] = [run.metrics.get(f"val/support/{a}") for a in ACTION_NAMES]
+        out[(run.label, "val support")] = [_get(run.metrics, f"val/support/{a}") for a in ACTION_NAMES]
     df = pd.DataFrame(out, index=list(ACTION_NAMES))
     df.index.name = "action"
     df.columns = pd.MultiIndex.from_tuples(df.columns)
