@@ -5,7 +5,7 @@
     python -m tmpretrain.experiments run v1.2 [-S k=v ...]     run it now as experiment `v1.2` (extra args go to dvc)
     python -m tmpretrain.experiments queue all                 queue every preset (then: dvc queue start)
     python -m tmpretrain.experiments queue a-head              queue one family (or list preset names)
-    python -m tmpretrain.experiments table [EXP ...]           `dvc exp show` with the headline columns only
+    python -m tmpretrain.experiments table [--csv] [...]       `dvc exp show` with the headline columns only
     python -m tmpretrain.experiments compare normalisation     the table, plots and report of one family
 
 Nothing here trains or stores anything: DVC runs the pipeline and keeps every experiment (docs/experiments.md).
