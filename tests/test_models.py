@@ -270,3 +270,20 @@ def test_augment_is_seeded_and_per_sample():
     c = augment(x, torch.Generator().manual_seed(4))
     assert a.shape == x.shape and torch.equal(a, b) and not torch.equal(a, c)
     assert not torch.allclose(a[0], a[1])  # different parameters for samples that were identical
+
+
+def test_checkpointed_stack_computes_the_same_outputs_and_gradients():
+    torch.manual_seed(0)
+    plain = BCModel((64, 64), 3, 2, True, 1024, 0.0, 0.0, False, checkpoint_stack=False)
+    ckpt = BCModel((64, 64), 3, 2, True, 1024, 0.0, 0.0, False, checkpoint_stack=True)
+    ckpt.load_state_dict(plain.state_dict())
+    x = torch.randn(8, 3, 64, 64)
+    outs = []
+    for model in (plain, ckpt):
+        model.train()
+        out = model(x)
+        out.square().sum().backward()
+        outs.append(out.detach())
+    assert torch.allclose(outs[0], outs[1], atol=1e-5)
+    for (name, p), q in zip(plain.named_parameters(), ckpt.parameters(), strict=True):
+        assert torch.allclose(p.grad, q.grad, rtol=1e-4, atol=1e-6), name

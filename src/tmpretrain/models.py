@@ -9,6 +9,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from .actions import N_ACTIONS
 
@@ -116,6 +117,9 @@ class BCModel(nn.Module):
     transfer, the agent's float features initially contribute nothing. Plain Linear heads take F (F + 256 with
     floats).
 
+    `checkpoint_stack` (n_stack > 1, training): recompute each stack slot's encoder activations in backward
+    instead of keeping them, so memory does not grow with n_stack (one extra encoder forward per step).
+
     `floats` is ignored when use_floats is False. `feature_dropout` (dropout) acts on the head input;
     `action_head_dropout` sits between the two Linear layers of each A_head.
     Output: logits (B, n_offsets, 12).
@@ -131,8 +135,10 @@ class BCModel(nn.Module):
         dropout: float,
         action_head_dropout: float,
         use_floats: bool,
+        checkpoint_stack: bool = False,
     ):
         super().__init__()
+        self.checkpoint_stack = checkpoint_stack
         if n_stack < 1 or n_offsets < 1:
             raise ValueError(f"n_stack and n_offsets must be >= 1, got {n_stack} and {n_offsets}")
         self.image_hw = (int(image_hw[0]), int(image_hw[1]))
@@ -172,8 +178,14 @@ class BCModel(nn.Module):
             )
         b = x.shape[0]
         h, w = self.image_hw
-        img = self.encoder(x.reshape(b * self.n_stack, 1, h, w))  # frames of a window are consecutive rows
-        img = self.stack_fusion(img.reshape(b, self.n_stack * self.img_feature_dim))
+        if self.checkpoint_stack and self.n_stack > 1 and self.training and torch.is_grad_enabled():
+            # One stack slot at a time, its activations recomputed in backward instead of kept: peak memory is
+            # that of n_stack = 1, for one more encoder forward. Same features, same layout as below.
+            slots = [checkpoint(self.encoder, x[:, k : k + 1], use_reentrant=False) for k in range(self.n_stack)]
+            img = torch.cat(slots, dim=1)
+        else:
+            img = self.encoder(x.reshape(b * self.n_stack, 1, h, w)).reshape(b, -1)  # a window's frames in a row
+        img = self.stack_fusion(img)
         if self.float_feature_extractor is not None:
             if floats is None:
                 raise ValueError("BCModel was built with use_floats=True but no float inputs were given")

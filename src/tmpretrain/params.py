@@ -137,6 +137,8 @@ class BCParams(TrainingParams):
     offset_weights: list[float] = field(default_factory=lambda: [0.2, 1.0, 0.5, 0.3])
     export_offset_ms: int = 0
     n_stack: int = _between(1, 1, 16)
+    # n_stack > 1: recompute stacked frames' encoder activations in backward, so memory does not grow with n_stack
+    checkpoint_stack: bool = True
     use_actions_head: bool = True
     dense_hidden_dimension: int = _at_least(1024, 2)
     dropout: float = _between(0.2, 0.0, 0.95)

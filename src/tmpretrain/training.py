@@ -81,6 +81,7 @@ class BCModule(L.LightningModule):
             params.dropout,
             params.action_head_dropout,
             params.use_floats,
+            params.checkpoint_stack,
         )
         self.register_buffer("offset_weights", torch.tensor(params.offset_weights, dtype=torch.float32))
         self.register_buffer("class_weights", class_weights if class_weights is not None else torch.ones(N_ACTIONS))
