@@ -403,28 +403,22 @@ def fig_loss(runs: list[Run]) -> go.Figure:
         cols=2,
         subplot_titles=("loss (solid: val, dotted: train)", "val accuracy (solid: all, dashed: main actions)"),
     )
+    traces = (  # (column, line dash, legend name, subplot column)
+        ("val/loss", None, "val loss", 1),
+        ("train/loss", "dot", "train loss", 1),
+        ("val/acc", None, "val/acc", 2),
+        ("val/main_actions_acc", "dash", "val/main_actions_acc", 2),
+    )
     for i, run in enumerate(runs):
-        c = run.curves
-        for col, dash, name in (("val/loss", None, "val"), ("train/loss", "dot", "train")):
-            if col in c:
+        for col, dash, name, subplot in traces:
+            if col in run.curves:
                 fig.add_scatter(
-                    x=c.index,
-                    y=c[col],
-                    name=f"{run.label} {name} loss",
+                    x=run.curves.index,
+                    y=run.curves[col],
+                    name=f"{run.label} {name}",
                     line={"color": _color(i), "dash": dash},
                     row=1,
-                    col=1,
-                    legendgroup=run.label,
-                )
-        for col, dash in (("val/acc", None), ("val/main_actions_acc", "dash")):
-            if col in c:
-                fig.add_scatter(
-                    x=c.index,
-                    y=c[col],
-                    name=f"{run.label} {col}",
-                    line={"color": _color(i), "dash": dash},
-                    row=1,
-                    col=2,
+                    col=subplot,
                     legendgroup=run.label,
                 )
     fig.update_xaxes(title_text="epoch")
