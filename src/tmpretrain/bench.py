@@ -466,12 +466,13 @@ def bench_device(cache_dir: Path, sizes: Sizes, device: str, compile_model: bool
     import torch.nn.functional as F
 
     from .cache import FrameStore
+    from .datamodule import resident_frames
     from .models import BCModel, normalize
     from .params import BCParams
 
     store = FrameStore.open(cache_dir)
     p = BCParams()
-    frames = torch.from_numpy(np.asarray(store.frames)).to(device)
+    frames = resident_frames(store.frames, device)  # as training's cache_on_device does it
     labels = torch.randint(0, 12, (len(frames), len(p.time_offsets_ms)), device=device)
     n, (h, w) = len(frames), store.image_hw
     b = sizes.device_batch_size
