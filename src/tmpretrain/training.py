@@ -225,7 +225,7 @@ class VisModule(L.LightningModule):
             params.simclr_temperature,
             params.simclr_projection_dim,
         )
-        self._sums: dict[str, dict[str, float]] = {"train": {}, "val": {}}
+        self._sums: dict[str, dict] = {"train": {}, "val": {}}
         self._counts = {"train": 0, "val": 0}
         self._synced: set[str] = set()
         self._generator: torch.Generator | None = None
@@ -238,8 +238,8 @@ class VisModule(L.LightningModule):
         loss, extra = self.model.loss(_channels_last(x, self.params.trainer.channels_last), self._generator)
         b = x.shape[0]
         sums = self._sums[split]
-        for name, value in {"loss": loss.detach(), **extra}.items():
-            sums[name] = sums.get(name, 0.0) + float(value) * b
+        for name, value in {"loss": loss.detach(), **extra}.items():  # device tensors: no host sync per step
+            sums[name] = sums.get(name, 0.0) + value.detach().double() * b
         self._counts[split] += b
         return loss
 
@@ -254,7 +254,8 @@ class VisModule(L.LightningModule):
         if split in self._synced:
             return
         sums, count = {}, 0
-        for rank_sums, rank_count in _gather_objects((self._sums[split], self._counts[split])):
+        local = {name: float(value) for name, value in self._sums[split].items()}  # the epoch's one host sync
+        for rank_sums, rank_count in _gather_objects((local, self._counts[split])):
             for name, value in rank_sums.items():
                 sums[name] = sums.get(name, 0.0) + value
             count += rank_count
