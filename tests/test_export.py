@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 
 import pytest
 import torch
@@ -117,7 +119,32 @@ def test_arch_hash():
     assert len(arch_hash(a)) == 64
 
 
-def test_git_commit(tmp_path):
+def test_git_commit_is_the_code_revision(tmp_path):
     assert git_commit(cwd=tmp_path) is None  # not a repository
-    commit = git_commit()
-    assert commit is None or len(commit.removesuffix("-dirty")) == 40
+
+    def git(*args):
+        env = {
+            **os.environ,
+            "GIT_AUTHOR_NAME": "t",
+            "GIT_AUTHOR_EMAIL": "t@t",
+            "GIT_COMMITTER_NAME": "t",
+            "GIT_COMMITTER_EMAIL": "t@t",
+        }
+        return subprocess.run(["git", *args], cwd=tmp_path, env=env, check=True, capture_output=True, text=True)
+
+    git("init", "-q")
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "m.py").write_text("a = 1\n")
+    (tmp_path / "README.md").write_text("x\n")
+    git("add", "-A")
+    git("commit", "-qm", "code")
+    code = git("rev-parse", "HEAD").stdout.strip()
+    assert git_commit(cwd=tmp_path) == code
+    (tmp_path / "README.md").write_text("y\n")  # docs change, committed or not: same code revision
+    assert git_commit(cwd=tmp_path) == code
+    git("commit", "-qam", "docs")
+    assert git_commit(cwd=tmp_path) == code
+    (tmp_path / "src" / "m.py").write_text("a = 2\n")  # uncommitted code change
+    assert git_commit(cwd=tmp_path) == code + "-dirty"
+    git("commit", "-qam", "code 2")
+    assert git_commit(cwd=tmp_path) == git("rev-parse", "HEAD").stdout.strip()

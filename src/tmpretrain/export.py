@@ -157,12 +157,17 @@ def arch_hash(module: nn.Module | Mapping) -> str:
     return hashlib.sha256(json.dumps(items).encode()).hexdigest()
 
 
-def git_commit(cwd=None) -> str | None:
-    """HEAD's commit, with "-dirty" appended when tracked files have changes; None outside git or on error."""
+def git_commit(cwd=None, code_paths: tuple[str, ...] = ("src",)) -> str | None:
+    """The code revision: the last commit that changed `code_paths` (HEAD where none did), with "-dirty" when they
+    have uncommitted changes; None outside git. Pipeline outputs (dvc.lock, metrics) change during every run and
+    doc-only commits change nothing that runs, so neither alters what an export records (or its DVC hash)."""
     try:
         run = dict(cwd=cwd, capture_output=True, text=True, timeout=10, check=True)
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], **run).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], **run).stdout.strip()
+        commit = subprocess.run(["git", "log", "-1", "--format=%H", "--", *code_paths], **run).stdout.strip()
+        commit = commit or subprocess.run(["git", "rev-parse", "HEAD"], **run).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", *code_paths], **run
+        ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return None
     if not commit:
