@@ -11,6 +11,7 @@ from tmpretrain.export import ExportError, export_actions_head, export_encoder
 from tmpretrain.models import (
     FLOAT_FEATURE_DIM,
     FLOAT_INPUT_DIM,
+    VISION_TASK_METRICS,
     ActionHead,
     BCModel,
     VisionModel,
@@ -253,6 +254,7 @@ def test_vision_model_learns(task):
         losses.append(loss.item())
     assert losses[-1] < losses[0] * 0.8, losses
     assert set(extra) == {"autoencoder": {"recon"}, "vae": {"recon", "kl"}, "simclr": {"acc"}}[task]
+    assert set(extra) == set(VISION_TASK_METRICS[task])  # what pretrain checks metric names against
     assert model.encoder.state_dict().keys() == build_encoder().state_dict().keys()
 
 

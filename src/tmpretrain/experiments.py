@@ -22,6 +22,7 @@ from pathlib import Path
 import yaml
 
 from .errors import PretrainError
+from .params import flatten
 
 PRESETS_FILE = Path("presets.yaml")
 
@@ -119,17 +120,6 @@ def table_command(csv: bool = False) -> list[str]:
     return cmd
 
 
-def _flatten(d, prefix: str = "") -> dict:
-    out = {}
-    for k, v in (d or {}).items():
-        key = f"{prefix}{k}"
-        if isinstance(v, dict):
-            out.update(_flatten(v, key + "."))
-        else:
-            out[key] = v
-    return out
-
-
 def stray_params(overrides: list[str], params_file: Path = Path("params.yaml")) -> list[str]:
     """Keys where the workspace params.yaml differs from the committed one and no override sets them: a run
     would silently inherit them (e.g. left over from an earlier `dvc exp run` in the workspace)."""
@@ -139,8 +129,8 @@ def stray_params(overrides: list[str], params_file: Path = Path("params.yaml")) 
         ).stdout
     except (subprocess.CalledProcessError, FileNotFoundError):
         return []
-    head = _flatten(yaml.safe_load(committed))
-    work = _flatten(yaml.safe_load(params_file.read_text(encoding="utf-8")))
+    head = flatten(yaml.safe_load(committed))
+    work = flatten(yaml.safe_load(params_file.read_text(encoding="utf-8")))
     covered = {override_key(o) for o in overrides}
     differing = {k for k in head.keys() | work.keys() if head.get(k) != work.get(k)}
     return sorted(k for k in differing if k not in covered and not any(k.startswith(c + ".") for c in covered))

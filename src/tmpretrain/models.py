@@ -17,7 +17,9 @@ LEAKY_SLOPE = 0.01  # nn.LeakyReLU's default, as in the agent
 FLOAT_INPUT_DIM = 184
 FLOAT_FEATURE_DIM = 256
 NORMALIZATIONS = ("iqn", "01")
-VISION_TASKS = ("autoencoder", "vae", "simclr")
+# Level 0 task -> the extra metrics its loss() reports besides the loss itself.
+VISION_TASK_METRICS = {"autoencoder": ("recon",), "vae": ("recon", "kl"), "simclr": ("acc",)}
+VISION_TASKS = tuple(VISION_TASK_METRICS)
 
 # (in_channels, out_channels, kernel, stride) of the agent's img_head convolutions, no padding.
 _CONVS = ((1, 16, 4, 2), (16, 32, 4, 2), (32, 64, 3, 2), (64, 32, 3, 1))

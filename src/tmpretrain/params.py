@@ -274,5 +274,17 @@ def load_params(path: Path | str = PARAMS_FILE) -> Params:
     return parse_params(raw)
 
 
+def flatten(d: dict | None, prefix: str = "") -> dict:
+    """{"bc": {"trainer": {"devices": 2}}} -> {"bc.trainer.devices": 2}: the dotted keys of `dvc exp run -S`."""
+    out = {}
+    for k, v in (d or {}).items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
 def as_dict(obj) -> dict:
     return dataclasses.asdict(obj)

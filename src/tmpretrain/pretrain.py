@@ -32,7 +32,7 @@ from .export import (
     write_meta,
 )
 from .metrics import epoch_metrics, offset_label
-from .models import BCModel, encoder_output_dim
+from .models import VISION_TASK_METRICS, BCModel, encoder_output_dim
 from .params import BCParams, VisParams
 from .training import BCModule, EpochLogger, VisModule, build_trainer, inverse_frequency_weights
 from .windows import Samples, build_samples, label_timing_report
@@ -54,9 +54,6 @@ def check_image_size(store: FrameStore, key: str) -> None:
         encoder_output_dim(*store.image_hw)
     except ValueError as exc:
         raise ParamsError(key, f"cached frames are {store.image_hw[0]}x{store.image_hw[1]}: {exc}") from None
-
-
-VIS_EXTRA_METRICS = {"autoencoder": ("recon",), "vae": ("recon", "kl"), "simclr": ("acc",)}
 
 
 def check_metric_names(group: str, params, names: set[str]) -> None:
@@ -87,7 +84,7 @@ def bc_metric_names(params: BCParams) -> set[str]:
 
 
 def vis_metric_names(params: VisParams) -> set[str]:
-    return {"train/lr"} | {f"{s}/{k}" for s in ("train", "val") for k in ("loss", *VIS_EXTRA_METRICS[params.task])}
+    return {"train/lr"} | {f"{s}/{k}" for s in ("train", "val") for k in ("loss", *VISION_TASK_METRICS[params.task])}
 
 
 def export_summary(stage: str, result: dict, out_dir: Path) -> str | None:

@@ -41,6 +41,7 @@ from .actions import ACTION_NAMES, MAIN_ACTIONS
 from .cache import FrameStore
 from .errors import PretrainError
 from .metrics import majority_baseline, offset0_baseline, offset_label, previous_action_baseline
+from .params import flatten
 from .windows import build_samples
 
 BC_DIR = "reports/bc"
@@ -367,16 +368,13 @@ def per_offset_table(runs: list[Run], metric: str = "val/loss", mode: str = "min
 def params_table(runs: list[Run]) -> pd.DataFrame:
     """The params that differ between the runs (all of bc and vis.image_normalization for a single run)."""
 
-    def flat(d, prefix=""):
-        out = {}
-        for k, v in d.items():
-            if isinstance(v, dict):
-                out.update(flat(v, f"{prefix}{k}."))
-            else:
-                out[f"{prefix}{k}"] = json.dumps(v) if isinstance(v, list) else v
-        return out
-
-    rows = {run.label: flat({g: run.params.get(g, {}) for g in ("data", "vis", "bc")}) for run in runs}
+    rows = {
+        run.label: {
+            k: json.dumps(v) if isinstance(v, list) else v
+            for k, v in flatten({g: run.params.get(g, {}) for g in ("data", "vis", "bc")}).items()
+        }
+        for run in runs
+    }
     df = pd.DataFrame(rows)
     if len(runs) > 1:
         df = df[df.astype(str).nunique(axis=1) > 1]
