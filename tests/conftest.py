@@ -71,6 +71,7 @@ def data_params(tmp_path: Path, replays_dir: Path, **overrides) -> DataParams:
         image_height=16,
         image_width=16,
         val_fraction=0.34,
+        test_fraction=0.0,  # trees of 2-3 tracks: the split tests and the DVC-stage tests use a test split
         split_seed=0,
         strict=False,
         workers=1,
@@ -83,3 +84,15 @@ def data_params(tmp_path: Path, replays_dir: Path, **overrides) -> DataParams:
 def _run_outside_the_project(tmp_path, monkeypatch):
     """DVCLive and DVC find their repository from the working directory: keep tests out of this one."""
     monkeypatch.chdir(tmp_path)
+
+
+@pytest.fixture
+def spawn_start_method():
+    """Worker pools start as on Windows and macOS (no fork: workers import everything afresh, and everything that
+    crosses to them and back is pickled); the platform default is restored afterwards."""
+    import multiprocessing
+
+    before = multiprocessing.get_start_method(allow_none=True)
+    multiprocessing.set_start_method("spawn", force=True)
+    yield
+    multiprocessing.set_start_method(before, force=True)

@@ -10,7 +10,7 @@ import pytest
 from conftest import data_params, make_replay, make_tree
 from tmpretrain.cache import FrameStore, build_cache, split_tracks
 from tmpretrain.capture import read_replay
-from tmpretrain.errors import DataError
+from tmpretrain.errors import ParamsError
 
 
 def test_current_and_legacy_manifests_both_ingest(tmp_path):
@@ -73,12 +73,18 @@ def test_resize_is_antialiased(tmp_path):
 
 def test_split_is_by_track_seeded_and_recorded(tmp_path):
     root = make_tree(tmp_path / "replays", n_tracks=5, replays_per_track=2)
-    build_cache(data_params(tmp_path, root, val_fraction=0.4, split_seed=3), progress=False)
+    build_cache(data_params(tmp_path, root, val_fraction=0.4, test_fraction=0.2, split_seed=3), progress=False)
     store = FrameStore.open(tmp_path / "cache")
     split = store.meta["split"]
-    assert len(split["val_tracks"]) == 2 and not set(split["val_tracks"]) & set(split["train_tracks"])
+    roles = {name: set(split[f"{name}_tracks"]) for name in ("train", "val", "test")}
+    assert [len(roles[name]) for name in ("train", "val", "test")] == [2, 2, 1]
+    assert set.union(*roles.values()) == {f"track{t}" for t in range(5)}
+    assert split["test_fraction"] == 0.2 and split["seed"] == 3
     for row in store.meta["replays"]:
-        assert row["split"] == ("val" if row["track_id"] in split["val_tracks"] else "train")
+        assert row["track_id"] in roles[row["split"]]
+    for name, tracks in roles.items():
+        ids = store.replay_ids(name)
+        assert {store.meta["replays"][i]["track_id"] for i in ids} == tracks
     assert split_tracks([f"t{i}" for i in range(10)], 0.2, 3) == split_tracks([f"t{i}" for i in range(10)], 0.2, 3)
     assert split_tracks([f"t{i}" for i in range(10)], 0.2, 3) != split_tracks([f"t{i}" for i in range(10)], 0.2, 4)
 
@@ -111,10 +117,52 @@ def test_floats_are_built_from_manifest_meta(tmp_path, capture_tree):
     assert np.allclose(store.floats[3, :4], [store.frame_time_ms[3], 0.0, 1.0, store.frame_time_ms[3] % 7])
 
 
-def test_one_track_with_a_val_split_is_a_clear_error(tmp_path):
+def test_one_track_is_a_clear_error_naming_val_fraction(tmp_path):
     root = tmp_path / "replays"
     make_replay(root / "only" / "r.replay")
-    with pytest.raises(DataError, match="at least two tracks"):
+    with pytest.raises(ParamsError, match=r"data.val_fraction: .*at least two tracks; .* has 1 usable \(only\)"):
         build_cache(data_params(tmp_path, root), progress=False)
-    build_cache(data_params(tmp_path, root, val_fraction=0.0), progress=False)
-    assert json.loads((tmp_path / "cache" / "cache_meta.json").read_text())["split"]["val_tracks"] == []
+    assert not (tmp_path / "cache").exists() and not (tmp_path / "cache.partial").exists()
+
+
+def test_split_keeps_one_val_and_one_train_track():
+    assert sorted(split_tracks(["a", "b"], 0.9, 0).values()) == ["train", "val"]
+    assert sorted(split_tracks(["a", "b", "c"], 0.01, 0).values()) == ["train", "train", "val"]
+
+
+def test_test_split_is_carved_after_val_and_keeps_the_val_tracks():
+    tracks = [f"t{i:02d}" for i in range(12)]
+    without = split_tracks(tracks, 0.2, 0)
+    with_test = split_tracks(tracks, 0.2, 0, test_fraction=0.2)
+    val = {t for t, s in without.items() if s == "val"}
+    assert val == {t for t, s in with_test.items() if s == "val"} and len(val) == 2
+    test = {t for t, s in with_test.items() if s == "test"}
+    assert len(test) == 2 and not test & val
+    assert sorted(split_tracks(["a", "b", "c"], 0.01, 0, test_fraction=0.01).values()) == ["test", "train", "val"]
+
+
+def test_a_test_split_that_leaves_no_train_track_is_refused():
+    with pytest.raises(ParamsError, match=r"data.test_fraction: 0.5 of 3 usable tracks is 2 test track\(s\)"):
+        split_tracks(["a", "b", "c"], 0.34, 0, test_fraction=0.5)
+
+
+def test_integral_floats_are_the_integers_they_claim(tmp_path):
+    """10.0 is 10 (some JSON writers emit floats): stored exactly as the integer form of the same replay."""
+    for variant in ("ints", "floats"):
+        root = tmp_path / variant / "replays"
+        for track in ("A", "B"):
+            make_replay(root / track / "r.replay", seed=7)
+        if variant == "floats":
+            path = root / "A" / "r.replay" / "manifest.json"
+            manifest = json.loads(path.read_text())
+            manifest["actions"] = [float(a) for a in manifest["actions"]]
+            for entry in manifest["entries"]:
+                entry["time_ms"], entry["action_idx"] = float(entry["time_ms"]), float(entry["action_idx"])
+            path.write_text(json.dumps(manifest))
+            meta_path = root / "A" / "r.replay" / "metadata.json"
+            meta_path.write_text(json.dumps({**json.loads(meta_path.read_text()), "step_ms": 10.0, "width": 24.0}))
+        build_cache(data_params(tmp_path / variant, root, val_fraction=0.5), progress=False)
+    ints, floats = (FrameStore.open(tmp_path / v / "cache") for v in ("ints", "floats"))
+    assert floats.meta["n_replays"] == 2
+    for name in ("frames", "frame_time_ms", "frame_action", "timelines", "replay_step_ms"):
+        assert np.array_equal(getattr(ints, name), getattr(floats, name)), name

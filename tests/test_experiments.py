@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -16,8 +17,14 @@ import pytest
 import yaml
 
 from tmpretrain.experiments import (
+    BC_METRICS,
+    EVAL_METRICS,
     PresetError,
+    comparison_table,
     exp_run_command,
+    exp_show,
+    experiment_rows,
+    format_table,
     load_presets,
     main,
     resolve,
@@ -132,7 +139,75 @@ def test_cli_show_and_dry_run(capsys):
     assert main(["--presets", str(PRESETS), "queue", "n-stack", "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert out.count("--queue") == 2 and "dvc queue start" in out
-    assert main(["--presets", str(PRESETS), "run", "nope", "--dry-run"]) == 2
+    assert main(["--presets", str(PRESETS), "run", "nope", "--dry-run"]) == 1
+
+
+def _bc_metrics(k: int, offsets: list[int]) -> dict:
+    """reports/bc/metrics.json as pretrain_bc writes it (the keys the table reads)."""
+    labels = ["0ms" if d == 0 else f"{d:+d}ms" for d in offsets]
+    best = {"epoch": 10 + k, "metric": "val/loss", "mode": "min", "value": 1.0 + k / 100, "val/loss": 1.0 + k / 100}
+    best |= {"val/acc": 0.5 + k / 100, "val/main_actions_acc": 0.3 + k / 100}
+    best |= {f"val/acc_offset/{lab}": 0.4 + j / 10 for j, lab in enumerate(labels)}
+    return {"val": {"loss": 2.0, "acc": 0.1}, "best": best, "epochs_run": 25 + k}
+
+
+def _exp_show(named: dict[str, dict], extra_metrics: dict | None = None) -> list:
+    """`dvc exp show --json` of a workspace, its commit and one experiment per entry of `named` (name: params)."""
+
+    def entry(rev, name, params, k):
+        offsets = params["bc"]["time_offsets_ms"]
+        metrics = {"reports/vis/metrics.json": {"data": {"val": {"loss": 0.03}}}}
+        metrics[BC_METRICS] = {"data": _bc_metrics(k, offsets)}
+        for path, data in (extra_metrics or {}).items():
+            metrics[path] = {"data": data}
+        return {"rev": rev, "name": name, "data": {"params": {"params.yaml": {"data": params}}, "metrics": metrics}}
+
+    base = yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))
+    exps = [{"name": n, "revs": [entry(f"{k:040x}", n, p, k)]} for k, (n, p) in enumerate(named.items())]
+    head = entry("f" * 40, "main", base, 99) | {"experiments": exps}
+    workspace = entry("workspace", None, base, 99) | {"experiments": None}
+    return [workspace, head]
+
+
+def test_table_of_every_preset_fits_120_columns():
+    data = load_presets(PRESETS)
+    base = yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))
+    show = _exp_show({name: apply_overrides(base, resolve(data, name)) for name in runnable(data)})
+    rows = experiment_rows(show)
+    assert [r["name"] for r in rows][:3] == ["workspace", "main", "v1"]
+    df, short = comparison_table(rows, SEED_RUNS)
+    assert list(df.index) == SEED_RUNS
+    # only the params that differ between the rows, e.g. not bc.n_stack... unless presets differ in it
+    assert "bc.target" in df and "bc.seed" not in df and "vis.image_normalization" in df
+    assert df.loc["v2_next_tick_stack3", "bc.n_stack"] == "3" and df.loc["v2", "bc.time_offsets_ms"] == "0"
+    assert df.loc["v1.1", "exported_epoch"] == 11 and df.loc["v1.1", "val/acc"] == pytest.approx(0.51)
+    assert df.loc["v2_multi_offset", "val/acc_offset/+100ms"] == pytest.approx(0.7)  # 4th offset of 4
+    assert not {"rev", "typ", "parent", "test/acc", "policy/completion_rate"} & set(df.columns)
+    text = format_table(df, short, width=120)
+    assert max(len(line) for line in text.splitlines()) <= 120
+    assert all(any(line.startswith(name + " ") for line in text.splitlines()) for name in SEED_RUNS)
+    assert " 11/26 " in text  # exported epoch / epochs run of v1.1
+    csv = format_table(df, short, "csv").splitlines()
+    assert csv[0].startswith("experiment,") and "bc.target" in csv[0] and "val/acc_offset/+100ms" in csv[0]
+    assert len(csv) == 1 + len(SEED_RUNS)
+    md = format_table(df, short, "md").splitlines()
+    assert md[0].startswith("| experiment") and md[1].startswith("|:--") and len(md) == 2 + len(SEED_RUNS)
+
+
+def test_table_shows_test_and_driving_metrics_when_present():
+    drive = {g: {"completion_rate": 0.5, "progress": 0.8, "lap_time_ratio": 1.2} for g in ("policy", "expert")}
+    base = yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))
+    show = _exp_show({"a": base, "b": apply_overrides(base, ["bc.lr=0.001"])}, {EVAL_METRICS: drive})
+    b_metrics = show[1]["experiments"][1]["revs"][0]["data"]["metrics"][BC_METRICS]["data"]
+    b_metrics["test"] = {"acc": 0.42, "loss": 1.3}  # the test split is scored once, on the exported model
+    df, short = comparison_table(experiment_rows(show), ["a", "b"])
+    assert list(df.columns[:1]) == ["bc.lr"] and short["bc.lr"] == "lr"
+    assert df.loc["a", "policy/completion_rate"] == 0.5 and df.loc["b", "policy/lap_time_ratio"] == 1.2
+    assert df.loc["b", "test/acc"] == 0.42 and math.isnan(df.loc["a", "test/acc"])
+    text = format_table(df, short)
+    assert "completion" in text and "test acc" in text and "lap time ratio" in text
+    with pytest.raises(PresetError, match="no experiment or revision named c"):
+        comparison_table(experiment_rows(show), ["a", "c"])
 
 
 def test_stray_params_are_reported(tmp_path):
@@ -203,6 +278,8 @@ def make_project(dest: Path, tiny: dict = TINY) -> Path:
     subprocess.run(["dvc", "init", "-q"], cwd=dest, check=True, env=env)
     if (ROOT / ".dvc" / "config").is_file():
         shutil.copy2(ROOT / ".dvc" / "config", dest / ".dvc" / "config")
+    if (ROOT / ".dvc" / "plots").is_dir():
+        shutil.copytree(ROOT / ".dvc" / "plots", dest / ".dvc" / "plots")
     subprocess.run(["git", "add", "-A"], cwd=dest, check=True, env=env)
     subprocess.run(["git", "commit", "-qm", "baseline"], cwd=dest, check=True, env=env)
     return dest
@@ -265,6 +342,13 @@ def test_two_experiments_writing_the_same_paths_both_survive(tmp_path):
         metrics = json.loads((project / "reports/bc/metrics.json").read_text())
         assert metrics == runs[name]["metrics"]
     assert (project / "reports/bc/plots/metrics/val/loss.tsv").read_text() == curve_a
+
+    # the comparison shows the param that differs and the exported epoch's numbers
+    table, _ = comparison_table(experiment_rows(exp_show(cwd=project)), ["a", "b"])
+    assert list(table["bc.n_stack"]) == ["1", "3"]
+    for name in ("a", "b"):
+        assert table.loc[name, "val/acc"] == runs[name]["metrics"]["best"]["val/acc"]
+        assert table.loc[name, "exported_epoch"] == runs[name]["metrics"]["best"]["epoch"]
 
     # the report reads both experiments and shows the numbers dvc exp show lists
     from tmpretrain.reports import load_runs

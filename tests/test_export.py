@@ -1,15 +1,20 @@
-"""Export metadata, hashes and verified loading."""
+"""Export metadata, hashes and verified loading: every refusal class of the fault corpus is one ExportError line,
+a new export replaces the old one only once complete, and the docs' loading snippet works for both head kinds."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
+from pathlib import Path
 
 import pytest
 import torch
 
+from conftest import data_params, make_tree
 from iqn_reference import IQNNetwork
+from tmpretrain.cache import build_cache
 from tmpretrain.errors import PretrainError
 from tmpretrain.export import (
     ACTIONS_HEAD_FILE,
@@ -23,10 +28,16 @@ from tmpretrain.export import (
     git_commit,
     head_index,
     load_export,
+    replace_when_complete,
     sha256_file,
     write_meta,
 )
+from tmpretrain.faults import CLEAR, HANDLED, run_export_faults
 from tmpretrain.models import ActionHead, BCModel, build_encoder
+from tmpretrain.params import parse_params
+from tmpretrain.pretrain import run_bc
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def _export(out, hw=(64, 64)):
@@ -34,10 +45,11 @@ def _export(out, hw=(64, 64)):
     export_encoder(model.encoder, out / ENCODER_FILE)
     export_actions_head(model.heads[head_index([0, 10], 0)], out / ACTIONS_HEAD_FILE, model.head_input_dim)
     meta = {
+        "level": 1,
         "image_size": list(hw),
         "head_input_dim": model.head_input_dim,
         "action_table": action_table(),
-        "normalization": "iqn",
+        "image_normalization": "iqn",
     }
     return model, write_meta(out, meta)
 
@@ -88,7 +100,7 @@ def test_load_export_checks_head_width_against_image_size(tmp_path):
         load_export(tmp_path)
     meta.pop("image_size")
     (tmp_path / META_FILE).write_text(json.dumps(meta))
-    with pytest.raises(ExportError, match="image size"):
+    with pytest.raises(ExportError, match="image_size: field required"):
         load_export(tmp_path)
 
 
@@ -148,3 +160,109 @@ def test_git_commit_is_the_code_revision(tmp_path):
     assert git_commit(cwd=tmp_path) == code + "-dirty"
     git("commit", "-qam", "code 2")
     assert git_commit(cwd=tmp_path) == git("rev-parse", "HEAD").stdout.strip()
+
+
+# ------------------------------------------------------------------------------------------ refusals
+
+
+def test_every_export_fault_is_one_clear_line_and_nothing_is_lost(tmp_path):
+    """The export part of the fault corpus (tmpretrain.faults, the table in docs/reliability.md): every planted
+    fault is refused with one ExportError line naming what the corpus expects, reading changes nothing, and a new
+    export that fails or is killed while written leaves the previous one byte for byte."""
+    rows = run_export_faults(tmp_path)
+    assert len(rows) >= 70
+    bad = [r for r in rows if r["traceback"] or r["wrong_result"] or r["outputs_lost"]]
+    assert not bad, "\n".join(f"{r['fault_class']} / {r['variant']}: {r['outcome']}: {r['detail']}" for r in bad)
+    assert {r["outcome"] for r in rows} == {CLEAR, HANDLED}
+    classes = {r["fault_class"] for r in rows}
+    for needed in ("missing or extra files", "metadata", "NaN", "file names with paths", "shapes", "killed"):
+        assert any(needed in c for c in classes), needed
+
+
+def test_export_refuses_non_finite_weights(tmp_path):
+    encoder = build_encoder()
+    with torch.no_grad():
+        encoder[2].bias[3] = float("inf")
+    with pytest.raises(ExportError, match=r"2\.bias hold NaN or infinite values"):
+        export_encoder(encoder, tmp_path / ENCODER_FILE)
+    assert not (tmp_path / ENCODER_FILE).exists()
+
+
+def test_a_new_export_replaces_the_old_one_only_when_complete(tmp_path):
+    out = tmp_path / "models" / "bc"
+    out.mkdir(parents=True)
+    _, old_meta = _export(out)
+    (out / "stale_epoch.pt").write_bytes(b"from an older run")  # would make load_export refuse the directory
+    with pytest.raises(RuntimeError, match="half way"):
+        with replace_when_complete(out) as staging:
+            assert staging.parent == out.parent and staging != out
+            export_encoder(build_encoder(), staging / ENCODER_FILE)
+            assert json.loads((out / META_FILE).read_text()) == old_meta  # the old export is still in place
+            raise RuntimeError("half way")
+    assert sorted(p.name for p in out.parent.iterdir()) == ["bc"]  # no staging directory left behind
+    assert json.loads((out / META_FILE).read_text()) == old_meta
+
+    with replace_when_complete(out) as staging:
+        export_encoder(build_encoder(), staging / ENCODER_FILE)
+        new_meta = write_meta(staging, {"level": 0, "image_size": [64, 64], "image_normalization": "iqn"})
+    assert sorted(p.name for p in out.iterdir()) == [ENCODER_FILE, META_FILE]  # stale files went with the old one
+    assert load_export(out)[0] == new_meta
+    assert sorted(p.name for p in out.parent.iterdir()) == ["bc"]
+
+
+# ------------------------------------------------------------------------------- the docs' snippets
+
+
+@pytest.fixture(scope="module")
+def bc_projects(tmp_path_factory) -> dict[str, Path]:
+    """Real pretrain_bc exports of both head kinds (64x64 frames, the agent's size), each in a project dir."""
+    root = tmp_path_factory.mktemp("bc_exports")
+    cwd = Path.cwd()
+    os.chdir(root)  # DVCLive looks for a repository from the working directory
+    try:
+        tree = make_tree(root / "replays", n_tracks=3, replays_per_track=1, n_frames=12, size=40)
+        build_cache(data_params(root, tree, image_height=64, image_width=64), progress=False)
+        projects = {}
+        for kind, use_actions_head in (("A_head", True), ("Linear", False)):
+            bc = {"encoder_init": "none", "epochs": 1, "batch_size": 16, "use_actions_head": use_actions_head}
+            params = parse_params({"bc": {**bc, "trainer": {"accelerator": "cpu"}}}).bc
+            project = root / kind
+            run_bc(params, root / "cache", project / "models/bc", project / "reports/bc")
+            projects[kind] = project
+    finally:
+        os.chdir(cwd)
+    return projects
+
+
+def _doc_snippets() -> list[tuple[str, str]]:
+    """Every python code block in the docs that loads an export."""
+    snippets = []
+    for doc in [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]:
+        for k, block in enumerate(re.findall(r"```python\n(.*?)```", doc.read_text(encoding="utf-8"), re.S)):
+            if "load_export" in block:
+                snippets.append((f"{doc.name}#{k}", block))
+    return snippets
+
+
+SNIPPETS = _doc_snippets()
+
+
+def test_the_docs_show_how_to_load_an_export():
+    assert any(name.startswith("training.md") for name, _ in SNIPPETS)
+
+
+@pytest.mark.parametrize("kind", ["A_head", "Linear"])
+@pytest.mark.parametrize(("name", "code"), SNIPPETS, ids=[name for name, _ in SNIPPETS])
+def test_doc_snippets_that_load_an_export_run_for_both_head_kinds(bc_projects, monkeypatch, kind, name, code):
+    monkeypatch.chdir(bc_projects[kind])
+    agent = IQNNetwork(64, 64, 128)
+    untouched_head = {k: v.clone() for k, v in agent.A_head.state_dict().items()}
+    exec(compile(code, name, "exec"), {"agent": agent})
+    _, states = load_export("models/bc")
+    assert all(torch.equal(agent.img_head.state_dict()[k], v) for k, v in states[ENCODER_FILE].items())
+    head = agent.A_head.state_dict()
+    if kind == "A_head":
+        assert all(torch.equal(head[k], v) for k, v in states[ACTIONS_HEAD_FILE].items())
+    else:
+        assert ACTIONS_HEAD_FILE not in states
+        assert all(torch.equal(head[k], v) for k, v in untouched_head.items())

@@ -1,11 +1,12 @@
-"""Params validation for every group, before any work starts: an unknown key, a wrong type or a value outside its
-allowed set stops the stage with one line naming the full key and what is allowed; nothing already produced is
-touched. The shipped params.yaml is exactly the dataclass defaults."""
+"""Params validation for every group, before any work starts: an unknown key, a wrong type, a non-finite or
+out-of-range number, a cross-field conflict or a missing accelerator stops the stage with one line naming the full
+key and what is allowed; nothing already produced is touched. The shipped params.yaml is exactly the schema's
+defaults, and docs/params.md is exactly the schema's reference."""
 
 from __future__ import annotations
 
-import dataclasses
 import functools
+import math
 import os
 import subprocess
 import sys
@@ -14,60 +15,82 @@ from pathlib import Path
 
 import pytest
 import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from pydantic import BaseModel
 
 from conftest import data_params, make_tree
 from tmpretrain.cache import build_cache
 from tmpretrain.errors import ParamsError
-from tmpretrain.params import Params, load_params, parse_params
+from tmpretrain.params import MAX_SEED, Params, load_params, markdown_reference, parse_params, set_nested
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _leaves(cls, prefix: str = ""):
-    """(full key, field, type) of every scalar or list knob, nested groups included."""
-    hints = typing.get_type_hints(cls)
-    for f in dataclasses.fields(cls):
-        key = f"{prefix}.{f.name}" if prefix else f.name
-        if dataclasses.is_dataclass(hints[f.name]):
-            yield from _leaves(hints[f.name], key)
+def _leaves(model: type[BaseModel], prefix: str = ""):
+    """(full key, FieldInfo) of every scalar or list knob, nested groups included."""
+    for name, field in model.model_fields.items():
+        key = f"{prefix}{name}"
+        if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
+            yield from _leaves(field.annotation, key + ".")
         else:
-            yield key, f, hints[f.name]
+            yield key, field
 
 
 LEAVES = list(_leaves(Params))
-GROUPS = {key.split(".")[0] for key, _, _ in LEAVES}
+KEYS = [key for key, _ in LEAVES]
+
+
+def _kind(field) -> str:
+    tp = field.annotation
+    if typing.get_origin(tp) is typing.Literal:
+        return "choice"
+    if typing.get_origin(tp) is list:
+        return "list"
+    if any(getattr(m, "func", None) and m.func.__name__ == "_path" for m in field.metadata):
+        return "path"
+    return {bool: "bool", int: "int", float: "float", str: "text"}[tp]
+
+
+def _bounds(field) -> dict:
+    return {attr: getattr(m, attr) for m in field.metadata for attr in ("ge", "gt", "le", "lt") if hasattr(m, attr)}
 
 
 def _nest(key: str, value) -> dict:
-    out: dict = {}
-    node = out
-    *parents, last = key.split(".")
-    for p in parents:
-        node = node.setdefault(p, {})
-    node[last] = value
-    return out
+    return set_nested({}, key, value)
 
 
-def _error(raw: dict) -> ParamsError:
+def _error(raw) -> ParamsError:
     with pytest.raises(ParamsError) as err:
         parse_params(raw)
     return err.value
 
 
+def _default(key: str):
+    return functools.reduce(getattr, key.split("."), Params())  # the group's own default, e.g. bc's patience
+
+
 def test_every_group_and_nested_group_is_covered():
-    assert GROUPS == {"synth", "data", "vis", "bc"}
-    keys = {key for key, _, _ in LEAVES}
+    assert {key.split(".")[0] for key in KEYS} == {"synth", "data", "vis", "bc", "eval"}
     for group in ("vis", "bc"):
         for nested in ("early_stopping.mode", "selection.metric", "trainer.strategy", "trainer.devices"):
-            assert f"{group}.{nested}" in keys
+            assert f"{group}.{nested}" in KEYS
+    assert all(field.description for _, field in LEAVES), "every key has a description for docs/params.md"
 
 
-def test_shipped_params_yaml_equals_the_dataclass_defaults():
+def test_shipped_params_yaml_equals_the_schema_defaults():
     shipped = yaml.safe_load((REPO / "params.yaml").read_text(encoding="utf-8"))
     assert parse_params(shipped) == Params()
     # ... and it lists every knob, so `dvc exp run -S` can set any of them.
-    listed = {key for key, _, _ in LEAVES if _get(shipped, key) is not _MISSING}
-    assert listed == {key for key, _, _ in LEAVES}
+    assert {key for key in KEYS if _get(shipped, key) is not _MISSING} == set(KEYS)
+    assert Params().bc.trainer.accelerator == Params().vis.trainer.accelerator == "auto"
+
+
+def test_docs_params_md_is_the_generated_reference():
+    """docs/params.md cannot drift from the schema: regenerate with the command in its header."""
+    assert (REPO / "docs/params.md").read_text(encoding="utf-8") == markdown_reference()
+    for key in KEYS:
+        assert f"| `{key}` |" in markdown_reference()
 
 
 _MISSING = object()
@@ -82,46 +105,77 @@ def _get(raw: dict, key: str):
     return node
 
 
-@pytest.mark.parametrize(("key", "f", "tp"), LEAVES, ids=[k for k, _, _ in LEAVES])
-def test_every_knob_rejects_a_wrong_value_naming_the_key(key, f, tp):
-    meta = f.metadata
-    if tp is bool:
-        err = _error(_nest(key, "yes"))
-        assert "expected true or false" in str(err)
-    elif tp is int:
-        err = _error(_nest(key, 1.5))
-        assert "expected an integer" in str(err)
-    elif tp is float:
-        err = _error(_nest(key, "fast"))
-        assert "expected a number" in str(err)
-    elif typing.get_origin(tp) is list:
-        err = _error(_nest(key, 5))
-        assert "expected a list" in str(err)
-    elif "choices" in meta:
-        err = _error(_nest(key, "no-such-choice"))
-        assert "choose one of " + ", ".join(map(str, meta["choices"])) in str(err)
-    else:  # free-form strings (paths, metric names) accept any scalar
-        return
-    assert err.key == key and str(err).startswith(f"params.yaml: {key}: ")
+WRONG_VALUES = {
+    "bool": [("yes", "expected true or false"), (1, "expected true or false"), (None, "expected true or false")],
+    "int": [
+        (1.5, "expected an integer"),
+        (True, "expected an integer"),
+        ("3", "expected an integer"),
+        (float("nan"), "expected an integer"),
+        ([1], "expected an integer"),
+    ],
+    "float": [
+        ("fast", "expected a number"),
+        (True, "expected a number"),
+        (float("nan"), "expected a finite number, got nan"),
+        (float("inf"), "expected a finite number, got inf"),
+        (float("-inf"), "expected a finite number, got -inf"),
+        ("nan", "expected a finite number, got 'nan'"),
+        ([0.1], "expected a number"),
+        (10**400, "is too large for a number"),
+    ],
+    "list": [(5, "expected a list"), ("[0, 10]", "expected a list"), ({"a": 1}, "expected a list")],
+    "choice": [("no-such-choice", "is not allowed; choose one of "), ([1], "is not allowed; choose one of ")],
+    "path": [(["data/cache"], "expected a path"), ("", "expected a path"), (3, "expected a path"), ("a\0b", "path")],
+    "text": [(["val/loss"], "expected a non-empty string"), ("", "expected a non-empty string")],
+}
+WRONG = [(key, value, message) for key, field in LEAVES for value, message in WRONG_VALUES[_kind(field)]]
 
 
-RANGED = [(key, f) for key, f, _ in LEAVES if "min" in f.metadata or "max" in f.metadata]
+@pytest.mark.parametrize(("key", "value", "message"), WRONG, ids=[f"{k}={v!r}"[:60] for k, v, _ in WRONG])
+def test_every_knob_refuses_a_wrong_value_naming_the_key(key, value, message):
+    err = _error(_nest(key, value))
+    assert message in str(err)
+    assert err.key == key or err.key.startswith(f"{key}["), err  # the key itself (a list item: key[i])
+    assert str(err).startswith(f"params.yaml: {err.key}: ") and "\n" not in str(err)
 
 
-@pytest.mark.parametrize(("key", "f"), RANGED, ids=[k for k, _ in RANGED])
-def test_every_bounded_knob_names_its_bounds(key, f):
-    meta = f.metadata
-    if "min" in meta:
-        low = meta["min"]
-        below = low if meta.get("strict") else (low - 1 if isinstance(f.default, int) else low - 0.5)
+def test_choices_are_listed():
+    err = _error({"bc": {"trainer": {"strategy": "dpp"}}})
+    assert str(err).endswith("'dpp' is not allowed; choose one of auto, ddp, ddp_spawn, ddp_notebook, fsdp")
+
+
+BOUNDED = [(key, field) for key, field in LEAVES if _bounds(field)]
+
+
+@pytest.mark.parametrize(("key", "field"), BOUNDED, ids=[k for k, _ in BOUNDED])
+def test_every_bounded_knob_names_its_bounds(key, field):
+    b = _bounds(field)
+    integer = _kind(field) == "int"
+    step = 1 if integer else 0.5
+    if "ge" in b or "gt" in b:
+        low = b.get("ge", b.get("gt"))
+        below = low - step if "ge" in b else low
         err = _error(_nest(key, below))
-        assert err.key == key and f"must be {'>' if meta.get('strict') else '>='} {low}" in str(err)
-    if "max" in meta:
-        high = meta["max"]
-        err = _error(_nest(key, high + 1))
-        assert err.key == key and f"must be <= {high}" in str(err)
-    default = functools.reduce(getattr, key.split("."), Params())  # the group's own default, e.g. bc's patience
-    assert parse_params(_nest(key, default)) == Params()  # the default itself is inside the bounds
+        assert err.key == key and f"is too small; must be {'>=' if 'ge' in b else '>'} " in str(err)
+    if "le" in b:
+        err = _error(_nest(key, b["le"] + step))
+        assert err.key == key and "is too large; must be <= " in str(err)
+        try:  # the bound itself is allowed (a cross-field rule may still refuse it: export offset, A_head width)
+            parse_params(_nest(key, b["le"]))
+        except ParamsError as err:
+            assert "is too large" not in str(err), err
+    assert parse_params(_nest(key, _default(key))) == Params()  # the default itself is inside the bounds
+
+
+def test_every_integer_is_bounded_and_every_seed_fits_lightning():
+    """A huge integer must be an answer, not an OverflowError (or a seed Lightning silently replaces by 0)."""
+    for key, field in LEAVES:
+        if _kind(field) == "int":
+            assert "le" in _bounds(field), key
+        if key.endswith("seed"):
+            assert _bounds(field) == {"ge": 0, "le": MAX_SEED}, key
+    assert "must be <= 100000" in str(_error({"bc": {"epochs": 10**30}}))
 
 
 @pytest.mark.parametrize(
@@ -134,37 +188,167 @@ def test_every_bounded_knob_names_its_bounds(key, f):
         ({"bc": {"trainer": {"device": 2}}}, "bc.trainer.device: unknown key; did you mean bc.trainer.devices?"),
         ({"vis": {"early_stopping": {"patients": 3}}}, "vis.early_stopping.patients: unknown key; did you mean"),
         ({"bc": {"selection": {"mod": "max"}}}, "bc.selection.mod: unknown key; did you mean bc.selection.mode?"),
-        ({"model": {}}, "model: unknown key; known keys: synth, data, vis, bc"),
+        # the same name one level down, and a dotted key written flat: the hint names the full key
+        ({"bc": {"patience": 3}}, "bc.patience: unknown key; did you mean bc.early_stopping.patience?"),
+        ({"bc": {"accelerator": "cpu"}}, "bc.accelerator: unknown key; did you mean bc.trainer.accelerator?"),
+        ({"lr": 0.1}, "lr: unknown key; did you mean vis.lr or bc.lr?"),
+        ({"bc.lr": 0.1}, "bc.lr: unknown key; write it nested (bc: {lr: ...})"),
+        ({"model": {}}, "model: unknown key; known keys: synth, data, vis, bc, eval"),
+        ({1: {}}, "params.yaml: 1: unknown key"),
         ({"bc": {"trainer": 4}}, "bc.trainer: expected a mapping of accelerator, devices"),
-        ({"bc": {"trainer": {"strategy": "dpp"}}}, "choose one of auto, ddp, ddp_spawn, ddp_notebook, fsdp"),
-        ({"vis": {"trainer": {"precision": 16}}}, "vis.trainer.precision: '16' is not allowed; choose one of"),
-        ({"bc": {"time_offsets_ms": [0, "10"]}}, "bc.time_offsets_ms[1]: expected an integer"),
+        ({"bc": None}, "bc: expected a mapping of epochs"),
+        ({"vis": {"trainer": {"precision": 16}}}, "vis.trainer.precision: 16 is not allowed; choose one of 32-true"),
+        ({"bc": {"time_offsets_ms": [0, "10"]}}, "bc.time_offsets_ms[1]: expected an integer, got '10'"),
+        ({"bc": {"time_offsets_ms": [0, 10**6]}}, "bc.time_offsets_ms[1]: 1000000 is too large; must be <= 10000"),
+        ({"bc": {"offset_weights": [1, math.nan, 1, 1]}}, "bc.offset_weights[1]: expected a finite number, got nan"),
+        ({"bc": {"offset_weights": [1, -1, 1, 1]}}, "bc.offset_weights[1]: -1 is too small; must be >= 0"),
         ({"bc": {"time_offsets_ms": []}}, "bc.time_offsets_ms: must list at least one offset"),
-        ({"bc": {"time_offsets_ms": [0, 0], "offset_weights": [1, 1]}}, "offsets must be distinct"),
+        ({"bc": {"time_offsets_ms": [0, 0], "offset_weights": [1, 1]}}, "bc.time_offsets_ms: offsets must be distinct"),
         ({"bc": {"offset_weights": [1.0]}}, "bc.offset_weights: has 1 values but bc.time_offsets_ms has 4"),
-        ({"bc": {"offset_weights": [0, 0, 0, 0]}}, "weights must be >= 0 with a positive sum"),
+        ({"bc": {"offset_weights": [0, 0, 0, 0]}}, "bc.offset_weights: weights must be >= 0 with a positive sum"),
         ({"bc": {"export_offset_ms": 20}}, "bc.export_offset_ms: 20 is not among bc.time_offsets_ms"),
-        ([1, 2], "params.yaml must be a mapping of groups"),
+        ({"bc": {"dense_hidden_dimension": 512}}, "bc.dense_hidden_dimension: 512 gives an A_head hidden width"),
+        (
+            {"bc": {"use_floats": True, "trainer": {"cache_on_device": True}}},
+            "bc.trainer.cache_on_device: is not supported together with bc.use_floats",
+        ),
+        ({"data": {"val_fraction": 0}}, "data.val_fraction: 0.0 is too small; must be > 0"),
+        ({"data": {"cache_dir": ["data/cache"]}}, "data.cache_dir: expected a path (a non-empty string)"),
+        ({"eval": {"track_seeds": [3, 3]}}, "eval.track_seeds: seeds must be distinct, got [3, 3]"),
+        ({"eval": {"action_selection": "best"}}, "eval.action_selection: 'best' is not allowed; choose one of greedy"),
+        ([1, 2], "params.yaml must be a mapping of groups (synth, data, vis, bc, eval)"),
     ],
 )
 def test_messages_name_the_key_and_what_is_allowed(raw, message):
     assert message in str(_error(raw))
 
 
+def test_numbers_yaml_1_1_reads_as_text_are_numbers_and_nothing_else_is():
+    assert parse_params({"bc": {"lr": "1e-3"}}).bc.lr == 0.001
+    assert parse_params({"vis": {"vae_beta": "5E+2"}}).vis.vae_beta == 500.0
+    assert parse_params({"bc": {"lr": 1}}).bc.lr == 1.0 and isinstance(parse_params({"bc": {"lr": 1}}).bc.lr, float)
+    assert parse_params({"bc": {"epochs": 3.0}}).bc.epochs == 3  # an integral float is the integer it spells
+    for text in ("1e-3x", "0x10", "1_000", ".nan", "inf", "1e999"):
+        with pytest.raises(ParamsError, match="bc.lr"):
+            parse_params({"bc": {"lr": text}})
+
+
 def test_yaml_scalars_that_mean_strings():
     params = parse_params({"vis": {"image_normalization": 1}, "bc": {"image_normalization": "01"}})
     assert params.vis.image_normalization == params.bc.image_normalization == "01"
-    assert parse_params({"bc": {"lr": 1}}).bc.lr == 1.0  # an integer where a float is asked is fine
+    assert "is not allowed" in str(_error({"bc": {"image_normalization": True}}))  # `yes` is not `01`
+
+
+def test_params_files_as_yaml_writes_them(tmp_path):
+    """The text a user writes, through PyYAML (YAML 1.1), to the answer."""
+    path = tmp_path / "params.yaml"
+
+    def load(text: str) -> Params:
+        path.write_text(text, encoding="utf-8")
+        return load_params(path)
+
+    assert load("bc: {lr: 1e-3}\n").bc.lr == 0.001
+    assert load("vis: {image_normalization: 01}\n").vis.image_normalization == "01"
+    for text, message in [
+        ("bc: {lr: .nan}\n", "bc.lr: expected a finite number, got nan"),
+        ("bc: {dropout: .inf}\n", "bc.dropout: expected a finite number, got inf"),
+        ("data: {cache_dir: [data/cache]}\n", "data.cache_dir: expected a path"),
+        ("bc: {epochs: yes}\n", "bc.epochs: expected an integer, got True"),
+        ("bc: {epochs: 1e3}\n", "bc.epochs: expected an integer, got '1e3'"),
+        ("bc:\n  lr: 0.1\n  lr: 0.2\n", "not valid YAML: duplicate key 'lr' (line 3, column 3)"),
+        ("bc: {lr: 0.1}\nbc: {epochs: 2}\n", "duplicate key 'bc'"),
+        ("bc: {epochs: [1,\n", "not valid YAML"),
+        ("bc:\n", "bc: expected a mapping"),
+        ("- 1\n", "must be a mapping of groups"),
+        ("bc: " + "[" * 2000 + "]" * 2000 + "\n", "nested too deeply"),
+    ]:
+        with pytest.raises(ParamsError) as err:
+            load(text)
+        assert message in str(err.value) and "\n" not in str(err.value), (text[:40], str(err.value))
+    path.write_bytes(b"bc: {target: \xff}\n")
+    with pytest.raises(ParamsError, match="cannot be read as UTF-8"):
+        load_params(path)
 
 
 def test_params_file_problems(tmp_path):
     with pytest.raises(ParamsError, match="not found"):
         load_params(tmp_path / "params.yaml")
-    (tmp_path / "params.yaml").write_text("bc: {epochs: [1,\n")
-    with pytest.raises(ParamsError, match="not valid YAML"):
-        load_params(tmp_path / "params.yaml")
     (tmp_path / "params.yaml").write_text("")
     assert load_params(tmp_path / "params.yaml") == Params()
+
+
+def test_a_partial_nested_group_keeps_its_stage_defaults():
+    # bc stops early by default; overriding only its patience must not switch that off
+    params = parse_params({"bc": {"early_stopping": {"patience": 5}}})
+    assert params.bc.early_stopping.enabled is True and params.bc.early_stopping.patience == 5
+    assert parse_params({"vis": {"early_stopping": {"patience": 5}}}).vis.early_stopping.enabled is False
+    assert parse_params({"bc": {"trainer": {"devices": 1}}}).bc.trainer == Params().bc.trainer
+
+
+def test_groups_are_constructed_by_keyword_and_validated():
+    from tmpretrain.params import DataParams, SynthParams
+
+    assert DataParams(cache_dir="c", workers=1).cache_dir == "c"
+    with pytest.raises(Exception, match="val_fraction"):
+        DataParams(val_fraction=0.0)
+    assert SynthParams(seed=3).model_dump()["seed"] == 3
+
+
+@pytest.mark.parametrize("group", ["vis", "bc"])
+def test_an_accelerator_this_machine_lacks_is_one_line(group):
+    import torch
+
+    key = f"{group}.trainer.accelerator"
+    if torch.cuda.is_available():
+        n = torch.cuda.device_count()
+        assert parse_params({group: {"trainer": {"accelerator": "gpu", "devices": n}}})
+        err = _error({group: {"trainer": {"accelerator": "cuda", "devices": n + 1}}})
+        assert err.key == f"{group}.trainer.devices" and f"this machine has {n}" in str(err)
+    else:
+        for name in ("gpu", "cuda"):
+            err = _error({group: {"trainer": {"accelerator": name}}})
+            assert err.key == key and "asks for a CUDA GPU but torch finds none on this machine" in str(err)
+            assert str(err).endswith("use auto or cpu")
+    if not torch.backends.mps.is_available():
+        assert "asks for an Apple GPU" in str(_error({group: {"trainer": {"accelerator": "mps"}}}))
+    assert parse_params({group: {"trainer": {"accelerator": "auto"}}})
+
+
+# --------------------------------------------------------------------------------- never a traceback
+
+_JUNK = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats()
+    | st.text(max_size=8)
+    | st.sampled_from(["1e-3", "nan", "-1", "01", "", ".inf", "auto"]),
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=6), children, max_size=3),
+    max_leaves=6,
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(key=st.sampled_from(KEYS), value=_JUNK)
+def test_any_value_at_any_key_is_a_params_or_a_params_error_naming_that_key(key, value):
+    """Property: whatever YAML can hold, at whatever key, the answer is valid Params or one ParamsError about
+    that key (or the cross-field key it breaks); never another exception."""
+    try:
+        params = parse_params(_nest(key, value))
+    except ParamsError as err:
+        group = key.split(".")[0]
+        assert err.key.startswith(group) and "\n" not in str(err), (key, value, str(err))
+        return
+    got = functools.reduce(getattr, key.split("."), params)
+    if isinstance(got, float):
+        assert math.isfinite(got)
+        assert got == float(value)  # the number written, not another
+    elif not isinstance(value, str) or got != "01":
+        assert got == value and type(got) is type(value) or (isinstance(value, float) and got == int(value)), (
+            key,
+            value,
+            got,
+        )
 
 
 # ---------------------------------------------------------------------------------- stages, end to end
@@ -184,7 +368,7 @@ def project(tmp_path) -> Path:
 def _snapshot(root: Path) -> dict:
     return {
         str(p.relative_to(root)): (p.read_bytes(), p.stat().st_mtime_ns)
-        for d in ("models", "reports", "cache")
+        for d in ("models", "reports", "cache", "data")
         for p in sorted((root / d).rglob("*"))
         if p.is_file()
     }
@@ -197,10 +381,10 @@ def _write_params(root: Path, bc: dict | None = None, vis: dict | None = None, d
     (root / "params.yaml").write_text(yaml.safe_dump(raw))
 
 
-def _run(root: Path, stage: str) -> subprocess.CompletedProcess:
+def _run(root: Path, stage: str, *args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "DVC_NO_ANALYTICS": "1"}
     return subprocess.run(
-        [sys.executable, "-m", f"tmpretrain.stages.{stage}"],
+        [sys.executable, "-m", f"tmpretrain.stages.{stage}", *args],
         cwd=root,
         capture_output=True,
         text=True,
@@ -220,6 +404,27 @@ def test_a_bad_param_stops_the_stage_in_one_line_and_touches_nothing(project):
         "choose one of auto, ddp, ddp_spawn, ddp_notebook, fsdp" in run.stderr
     )
     assert _snapshot(project) == before
+
+
+def test_the_validate_stage_is_fast_and_writes_a_constant_file(project):
+    """The first DVC stage: no torch import, one line on bad params, a constant output on good ones."""
+    _write_params(project, bc={"lr": ".nan"})  # the string: YAML would quote it; the float comes next
+    (project / "params.yaml").write_text("bc: {lr: .nan}\n")
+    before = _snapshot(project)
+    run = _run(project, "validate")
+    assert run.returncode == 1 and run.stdout == ""
+    assert run.stderr == "error: params.yaml: bc.lr: expected a finite number, got nan\n"
+    assert _snapshot(project) == before and not (project / "data/params.validated").exists()
+
+    _write_params(project)
+    probe = "import sys; from tmpretrain.stages.validate import main; main(); print('torch' in sys.modules)"
+    run = subprocess.run([sys.executable, "-c", probe], cwd=project, capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.splitlines() == ["validate: params.yaml OK (synth, data, vis, bc, eval)", "False"]
+    content = (project / "data/params.validated").read_bytes()
+    _write_params(project, bc={"epochs": 7, "encoder_init": "none"})
+    assert _run(project, "validate").returncode == 0
+    assert (project / "data/params.validated").read_bytes() == content  # downstream stages see no change
 
 
 @pytest.mark.parametrize(
@@ -271,10 +476,3 @@ def test_stage_level_checks_happen_before_outputs_are_cleared(project, stage, pa
     err = capsys.readouterr().err
     assert err.startswith("error: ") and message in err and err.count("\n") == 1
     assert _snapshot(project) == before
-
-
-def test_a_partial_nested_group_keeps_its_stage_defaults():
-    # bc stops early by default; overriding only its patience must not switch that off
-    params = parse_params({"bc": {"early_stopping": {"patience": 5}}})
-    assert params.bc.early_stopping.enabled is True and params.bc.early_stopping.patience == 5
-    assert parse_params({"vis": {"early_stopping": {"patience": 5}}}).vis.early_stopping.enabled is False

@@ -195,3 +195,43 @@ def test_frames_carry_the_action_on_held_out_tracks(tmp_path):
     print("majority", base, "accuracy", acc)
     assert acc[0] > base[0] + 0.04, (acc, base)
     assert acc[100] < acc[0], (acc, base)
+
+
+def test_perturbations_move_the_car_but_the_labels_stay_the_experts():
+    """DART-style recovery data: the executed keys are overridden now and then, the timeline keeps the expert's
+    choice, the car leaves the racing line more often, and the expert brings it back (laps still complete)."""
+    clean = [_drive(t) for t in range(3)]
+    noisy = [
+        simulate_replay(_Job(0, t, 0, 40.0, 10.0, 32, 32, "", perturbation_rate=1.0), render=False) for t in range(3)
+    ]
+    assert all(r["perturbed"] == 0 for r in clean)
+    steps = sum(len(r["timeline"]) for r in noisy)
+    assert 0.05 < sum(r["perturbed"] for r in noisy) / steps < 0.6
+
+    def spread(runs):
+        return float(np.mean([abs(m["lateral_offset"]) for r in runs for m in r["meta"]]))
+
+    assert spread(noisy) > 1.2 * spread(clean)
+    assert sum(r["laps"] for r in noisy) >= 2
+
+
+def test_a_perturbation_overrides_only_steering_or_only_the_throttle():
+    from tmpretrain.actions import action_inputs
+    from tmpretrain.synthetic.perturb import Perturber
+
+    assert [Perturber(0.0, np.random.default_rng(0)).executed(a) for a in range(N_ACTIONS)] == list(range(N_ACTIONS))
+    perturber = Perturber(50.0, np.random.default_rng(1))  # nearly always active
+    kinds = set()
+    for step in range(3000):
+        expert = step % N_ACTIONS
+        got, want = action_inputs(perturber.executed(expert)), action_inputs(expert)
+        if got == want:
+            continue
+        if got["left"] != want["left"] or got["right"] != want["right"]:
+            assert (got["accelerate"], got["brake"]) == (want["accelerate"], want["brake"])  # a swerve
+            assert got["left"] != got["right"]
+            kinds.add("swerve")
+        else:
+            assert got["accelerate"] and not got["brake"]  # throttle held on
+            kinds.add("throttle")
+    assert kinds == {"swerve", "throttle"}

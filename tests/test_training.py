@@ -218,3 +218,44 @@ def test_bc_starts_from_the_level0_encoder(cache, tmp_path):
     vis_encoder = torch.load(tmp_path / "vis_models" / "encoder.pt", weights_only=True)
     bc_encoder = torch.load(out / "encoder.pt", weights_only=True)
     assert all(torch.allclose(vis_encoder[k], bc_encoder[k], atol=1e-6) for k in vis_encoder)
+
+
+def test_test_split_is_scored_once_with_the_exported_weights(tmp_path):
+    """The test tracks never reach training, selection or early stopping: they are scored once, with the exported
+    epoch's weights, and nested beside train/val in metrics.json. Scoring the val split the same way gives back the
+    selected epoch's val metrics exactly, so test and val numbers are the same measurement on other tracks."""
+    from tmpretrain.cache import FrameStore
+    from tmpretrain.datamodule import FrameDataModule
+    from tmpretrain.pretrain import score_split
+    from tmpretrain.training import BCModule
+    from tmpretrain.windows import build_samples
+
+    tree = make_tree(tmp_path / "replays", n_tracks=4, replays_per_track=1, n_frames=30, size=40)
+    build_cache(
+        data_params(tmp_path, tree, image_height=36, image_width=36, val_fraction=0.25, test_fraction=0.25),
+        progress=False,
+    )
+    store = FrameStore.open(tmp_path / "cache")
+    assert len(store.meta["split"]["test_tracks"]) == 1
+    params = bc_params(epochs=3)
+    result, out, live = bc(tmp_path / "cache", tmp_path, epochs=3)
+    metrics = json.loads((live / "metrics.json").read_text())
+    test = metrics["test"]
+    assert set(test) >= {"loss", "acc", "acc_offset", "main_actions_acc", "balanced_acc", "macro_f1"}
+    assert np.isfinite(test["loss"]) and 0.0 <= test["acc"] <= 1.0
+
+    module = BCModule(params, store.image_hw)
+    module.model.load_state_dict(result["selected"].state_dict)
+    offsets = params.time_offsets_ms
+    val = build_samples(store, "val", params.n_stack, offsets, params.target)
+    data = FrameDataModule(store, val, val, params.batch_size, params.seed)
+    again = score_split(module, data, val)
+    assert again["test/acc"] == metrics["best"]["val/acc"]
+    assert again["test/loss"] == pytest.approx(metrics["best"]["val/loss"], rel=1e-6)
+    test_again = score_split(module, data, build_samples(store, "test", 1, offsets, params.target))
+    assert test_again["test/acc"] == test["acc"]
+
+
+def test_no_test_split_no_test_metrics(cache, tmp_path):
+    _, _, live = bc(cache, tmp_path, epochs=1)
+    assert "test" not in json.loads((live / "metrics.json").read_text())

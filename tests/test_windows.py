@@ -76,10 +76,12 @@ def test_stack_windows_are_indices_that_share_frames(store_and_timelines):
 def test_fallback_replay_is_flagged_and_uses_the_nearest_entry(tmp_path):
     root = tmp_path / "replays"
     make_replay(root / "A" / "legacy.replay", n_frames=10, fps=10, legacy=True, seed=4)
-    make_replay(root / "B" / "cur.replay", n_frames=10, fps=10, seed=5)
-    build_cache(data_params(tmp_path, root, val_fraction=0.0), progress=False)
+    make_replay(root / "A" / "cur.replay", n_frames=10, fps=10, seed=5)
+    make_replay(root / "B" / "other.replay", n_frames=10, fps=10, seed=6)
+    build_cache(data_params(tmp_path, root, val_fraction=0.5), progress=False)
     store = FrameStore.open(tmp_path / "cache")
-    s = build_samples(store, "train", 1, [0, 10, 100])
+    split_of_a = "train" if "A" in store.meta["split"]["train_tracks"] else "val"
+    s = build_samples(store, split_of_a, 1, [0, 10, 100])
     legacy = s.fallback
     assert legacy.sum() == 10 and (~legacy).sum() == 10
     # at 10 fps a +10 ms label from frames is the 0 ms label: the symptom the report exposes

@@ -10,32 +10,40 @@
 
 Windows for stacked frames and labels for time offsets are index arrays into this store (see windows.py), so
 n_stack costs no frame copies. The cache is built in a temporary directory and renamed into place at the end:
-an interrupted ingest never leaves a cache that looks valid.
+an interrupted ingest never leaves a cache that looks valid. Free space is checked before decoding, frames are
+written with plain file writes (a full disk is an error, never a SIGBUS through a memory map), a failed build
+removes its temporary directory, and one lock per cache directory keeps two ingests from sharing it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import json
-import math
+import multiprocessing
+import multiprocessing.connection
 import os
 import shutil
+import socket
+import threading
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
+from filelock import FileLock, Timeout
 from PIL import Image
 from tqdm import tqdm
 
-from .capture import Replay, decode_frame, discover_replays, read_replay
-from .errors import DataError
+from .capture import Replay, decode_frame_bytes, discover_replays, read_frame_bytes, read_replay
+from .errors import DataError, ParamsError
 from .params import DataParams
 
 FORMAT_VERSION = 1
 FLOAT_DIM = 184
-SPLITS = ("train", "val")
+SPLITS = ("train", "val", "test")
 
 
 # ------------------------------------------------------------------------------------------ decoding
@@ -59,89 +67,129 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def _declared_shape(replay: Replay) -> tuple[int, int] | None:
+    return (replay.height, replay.width) if replay.height and replay.width else None
+
+
 def decode_replay(replay: Replay, root: Path, height: int, width: int) -> DecodedReplay:
     """Decode, check and resize every frame of one replay. Raises DataError naming the first bad frame."""
-    out = np.empty((len(replay.frame_files), height, width), dtype=np.uint8)
-    expected_shape = (replay.height, replay.width) if replay.height and replay.width else None
+    return _decode_frames(replay.frame_files, _declared_shape(replay), root, height, width)
+
+
+def _decode_frames(files: list[Path], expected_shape, root: Path, height: int, width: int) -> DecodedReplay:
+    out = np.empty((len(files), height, width), dtype=np.uint8)
+    source = "metadata.json width x height" if expected_shape else "its first frame"
     first_kind = None
     hashes = []
-    for i, path in enumerate(replay.frame_files):
-        frame, kind = decode_frame(path)
+    for i, path in enumerate(files):
+        data = read_frame_bytes(path)  # read once: decoded and hashed from the same bytes
+        frame, kind = decode_frame_bytes(path, data)
         if expected_shape is None:
             expected_shape = frame.shape
         if frame.shape != expected_shape:
             raise DataError(
                 path,
                 f"frame is {frame.shape[1]}x{frame.shape[0]} (WxH) but the replay's frames "
-                f"are {expected_shape[1]}x{expected_shape[0]}",
+                f"are {expected_shape[1]}x{expected_shape[0]} ({source})",
             )
         if first_kind is None:
             first_kind = kind
         elif kind != first_kind:
             raise DataError(path, f"{kind} frame in a replay of {first_kind} frames")
         out[i] = _resize(frame, height, width)
-        hashes.append((path.relative_to(root).as_posix(), hashlib.sha256(path.read_bytes()).hexdigest()))
+        hashes.append((path.relative_to(root).as_posix(), hashlib.sha256(data).hexdigest()))
     return DecodedReplay(out, hashes)
 
 
 def _decode_task(args):
-    replay, root, height, width = args
+    # Only paths and sizes cross to the worker (not the parsed manifest, whose nesting pickle would recurse on).
     try:
-        return decode_replay(replay, root, height, width)
+        return _decode_frames(*args)
     except DataError as exc:
         return exc
 
 
+def _exit_with_parent() -> None:
+    """Pool initializer: end this worker when the process that started it dies, even by SIGKILL (a pool worker
+    otherwise waits for tasks forever). Waits on the parent's sentinel, which works for fork and spawn, on Windows
+    too."""
+    parent = multiprocessing.parent_process()
+    if parent is None:
+        return
+
+    def watch() -> None:
+        multiprocessing.connection.wait([parent.sentinel])
+        os._exit(1)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+
+
 def float_vectors(replay: Replay) -> np.ndarray:
     """(n_frames, 184) race-state vectors: the numeric leaves of the latest `meta` snapshot at or before each
-    frame (keys sorted, `time_ms` excluded), zero-padded or truncated to the agent's 184 floats."""
+    frame (keys sorted, `time_ms` excluded), zero-padded or truncated to the agent's 184 floats.
+    A value that is not a finite float32 refuses the replay (DataError) rather than becoming another number."""
     out = np.zeros((len(replay.frame_times_ms), FLOAT_DIM), dtype=np.float32)
-    snaps = [m for m in (replay.meta or []) if isinstance(m, dict) and isinstance(m.get("time_ms"), int | float)]
+    snaps = replay.meta or []  # read_replay checked: objects with increasing numeric time_ms
     if not snaps:
         return out
-    times = np.array([m["time_ms"] for m in snaps])
-
-    def leaves(obj):
-        if isinstance(obj, bool):
-            yield float(obj)
-        elif isinstance(obj, int | float):
-            yield float(obj) if math.isfinite(obj) else 0.0
-        elif isinstance(obj, dict):
-            for k in sorted(obj):
-                if k != "time_ms":
-                    yield from leaves(obj[k])
-        elif isinstance(obj, list):
-            for v in obj:
-                yield from leaves(v)
-
-    vectors = []
-    for m in snaps:
-        v = list(leaves(m))[:FLOAT_DIM]
-        vectors.append(v + [0.0] * (FLOAT_DIM - len(v)))
-    vectors = np.asarray(vectors, dtype=np.float32)
+    times = np.array([m["time_ms"] for m in snaps], dtype=np.float64)
+    vectors = np.zeros((len(snaps), FLOAT_DIM), dtype=np.float32)
+    with np.errstate(over="ignore"):
+        for k, m in enumerate(snaps):
+            leaves = _numeric_leaves(m, FLOAT_DIM)
+            vectors[k, : len(leaves)] = leaves
+            if not np.isfinite(vectors[k]).all():
+                raise DataError(
+                    replay.path / "manifest.json",
+                    f"meta[{k}] holds a value that is not a finite float32 (NaN, inf or huge)",
+                )
     pick = np.clip(np.searchsorted(times, replay.frame_times_ms, side="right") - 1, 0, len(snaps) - 1)
     return vectors[pick]
+
+
+def _numeric_leaves(obj, limit: int) -> list[float]:
+    """The first `limit` numeric leaves in order (dict keys sorted, `time_ms` skipped at every level). Iterative,
+    so no nesting depth can overflow the stack."""
+    out: list[float] = []
+    stack = [obj]
+    while stack and len(out) < limit:
+        x = stack.pop()
+        if isinstance(x, bool | int | float):
+            out.append(float(x) if not isinstance(x, int) or abs(x) < 2**128 else float("inf"))
+        elif isinstance(x, dict):
+            stack.extend(x[key] for key in sorted(x, reverse=True) if key != "time_ms")
+        elif isinstance(x, list):
+            stack.extend(reversed(x))
+    return out
 
 
 # ----------------------------------------------------------------------------------------- the split
 
 
-def split_tracks(track_ids: list[str], val_fraction: float, seed: int) -> dict[str, str]:
-    """Train/val by track (adjacent frames of a replay are near duplicates, so a frame split would leak).
-    Val = the first round(val_fraction * n) tracks of a seeded shuffle of the sorted ids (at least one)."""
+def split_tracks(track_ids: list[str], val_fraction: float, seed: int, test_fraction: float = 0.0) -> dict[str, str]:
+    """Train/val/test by track (adjacent frames of a replay are near duplicates, so a frame split would leak).
+
+    One seeded shuffle of the sorted ids: val = its first round(val_fraction * n) tracks (at least one, and at least
+    one track is left for train), test = the next round(test_fraction * n) (at least one when test_fraction > 0).
+    Adding a test split keeps the val tracks of the same seed."""
     tracks = sorted(set(track_ids))
-    if val_fraction <= 0:
-        return dict.fromkeys(tracks, "train")
     if len(tracks) < 2:
-        raise DataError(
-            "data.replays_dir",
-            f"a val split needs at least two tracks, found {len(tracks)} "
-            f"({', '.join(tracks) or 'none'}); add tracks or set data.val_fraction: 0",
+        raise ParamsError(
+            "data.val_fraction",
+            f"a train/val split by track needs at least two tracks; data.replays_dir has {len(tracks)} usable "
+            f"({', '.join(tracks) or 'none'}): add a track",
         )
     n_val = min(max(1, round(val_fraction * len(tracks))), len(tracks) - 1)
+    n_test = max(1, round(test_fraction * len(tracks))) if test_fraction > 0 else 0
+    if n_val + n_test > len(tracks) - 1:
+        raise ParamsError(
+            "data.test_fraction",
+            f"{test_fraction} of {len(tracks)} usable tracks is {n_test} test track(s); with {n_val} val track(s) "
+            f"none is left for train: add tracks, lower it, or set 0 (no test split)",
+        )
     order = np.random.default_rng(seed).permutation(len(tracks))
-    val = {tracks[i] for i in order[:n_val]}
-    return {t: ("val" if t in val else "train") for t in tracks}
+    role = {tracks[i]: "val" for i in order[:n_val]} | {tracks[i]: "test" for i in order[n_val : n_val + n_test]}
+    return {t: role.get(t, "train") for t in tracks}
 
 
 # ------------------------------------------------------------------------------------------- ingest
@@ -150,10 +198,20 @@ def split_tracks(track_ids: list[str], val_fraction: float, seed: int) -> dict[s
 def build_cache(params: DataParams, include_floats: bool = False, progress: bool = True) -> dict:
     """Read the capture tree `params.replays_dir` into a frame store at `params.cache_dir`. Returns the report.
 
-    Bad replays are skipped and listed in the report, or stop the build when `params.strict` is set.
+    Bad replays are skipped and listed in the report, or stop the build when `params.strict` is set. On any
+    failure the previous cache is left as it was and no `<cache_dir>.partial` remains.
     """
     root = Path(params.replays_dir)
     cache_dir = Path(params.cache_dir)
+    with cache_lock(cache_dir):
+        tmp = cache_dir.with_name(cache_dir.name + ".partial")
+        try:
+            return _build(params, root, cache_dir, tmp, include_floats, progress)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)  # gone already after a successful build (renamed into place)
+
+
+def _build(params: DataParams, root: Path, cache_dir: Path, tmp: Path, include_floats: bool, progress: bool) -> dict:
     replay_dirs, problems = discover_replays(root)
     skipped: list[dict] = []
 
@@ -166,70 +224,71 @@ def build_cache(params: DataParams, include_floats: bool = False, progress: bool
         fail_or_skip(DataError(path, reason))
 
     replays: list[Replay] = []
+    floats: list[np.ndarray | None] = []
     for d in replay_dirs:
         try:
-            replays.append(read_replay(d))
+            replay = read_replay(d)
+            vectors = float_vectors(replay) if include_floats else None
         except DataError as exc:
             fail_or_skip(exc)
+            continue
+        replays.append(replay)
+        floats.append(vectors)
     if not replays:
-        raise DataError(
-            root,
-            "no usable replays"
-            + (f" ({len(skipped)} skipped, first: {skipped[0]['path']}: {skipped[0]['reason']})" if skipped else ""),
-        )
+        raise DataError(root, no_usable_replays(root, skipped))
 
     h, w = params.image_height, params.image_width
-    tmp = cache_dir.with_name(cache_dir.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
     n_max = sum(len(r.frame_files) for r in replays)
-    frames = np.lib.format.open_memmap(tmp / "frames.npy", mode="w+", dtype=np.uint8, shape=(n_max, h, w))
+    shutil.rmtree(tmp, ignore_errors=True)  # left by a killed run
+    with _write_errors(cache_dir):
+        tmp.mkdir(parents=True)
+    _check_free_space(tmp, cache_dir, _bytes_needed(replays, h, w, include_floats))
 
     kept: list[Replay] = []
+    kept_floats: list[np.ndarray | None] = []
     file_hashes: list[tuple[str, str]] = []
     n = 0
-    tasks = [(r, root, h, w) for r in replays]
-    pool = ProcessPoolExecutor(max_workers=params.workers) if params.workers > 1 else None
-    with pool or contextlib.nullcontext():
+    tasks = [(r.frame_files, _declared_shape(r), root, h, w) for r in replays]
+    pool = (
+        ProcessPoolExecutor(max_workers=params.workers, initializer=_exit_with_parent) if params.workers > 1 else None
+    )
+    try:
         results = pool.map(_decode_task, tasks) if pool else map(_decode_task, tasks)
-        for replay, result in tqdm(
-            zip(replays, results, strict=True), total=len(replays), desc="ingest", unit="replay", disable=not progress
-        ):
-            if isinstance(result, DataError):
-                fail_or_skip(result)
-                continue
-            k = len(result.frames)
-            frames[n : n + k] = result.frames
-            n += k
-            kept.append(replay)
-            file_hashes += result.file_hashes
-    if not kept:
-        raise DataError(
-            root, f"every replay was skipped ({len(skipped)}); first: {skipped[0]['path']}: {skipped[0]['reason']}"
-        )
-    frames.flush()
-    del frames
-    if n < n_max:  # some replays were skipped while decoding: shrink to what was kept
-        full = np.load(tmp / "frames.npy", mmap_mode="r")
-        shrunk = np.lib.format.open_memmap(tmp / "frames.tmp.npy", mode="w+", dtype=np.uint8, shape=(n, h, w))
-        shrunk[:] = full[:n]
-        shrunk.flush()
-        del full, shrunk
-        os.replace(tmp / "frames.tmp.npy", tmp / "frames.npy")
+        with _write_errors(cache_dir), open(tmp / "frames.npy", "wb") as out:
+            out.write(_npy_header((n_max, h, w)))
+            # disable=None: progress bars on a terminal only, no redraws in a log file
+            bar = tqdm(total=len(replays), desc="ingest", unit="replay", disable=None if progress else True)
+            with bar:
+                for replay, vectors, result in zip(replays, floats, results, strict=True):
+                    bar.update()
+                    if isinstance(result, DataError):
+                        fail_or_skip(result)
+                        continue
+                    out.write(result.frames.data)
+                    n += len(result.frames)
+                    kept.append(replay)
+                    kept_floats.append(vectors)
+                    file_hashes += result.file_hashes
+            if not kept:
+                raise DataError(root, no_usable_replays(root, skipped))
+            if n < n_max:  # replays skipped while decoding: the frames written are the first n, shrink in place
+                out.seek(0)
+                out.write(_npy_header((n, h, w)))
+                out.truncate(len(_npy_header((n, h, w))) + n * h * w)
+    finally:
+        if pool:
+            pool.shutdown(wait=True, cancel_futures=True)
 
-    split = split_tracks([r.track_id for r in kept], params.val_fraction, params.split_seed)
+    split = split_tracks([r.track_id for r in kept], params.val_fraction, params.split_seed, params.test_fraction)
     for r in kept:
         for name in ("manifest.json", "metadata.json"):
             if (r.path / name).is_file():
                 file_hashes.append(((r.path / name).relative_to(root).as_posix(), _sha256(r.path / name)))
-    content_hash = hashlib.sha256("\n".join(f"{p}\t{s}" for p, s in sorted(file_hashes)).encode()).hexdigest()
+    # surrogateescape: a file name that is not UTF-8 hashes as its bytes on disk
+    listing = "\n".join(f"{p}\t{s}" for p, s in sorted(file_hashes))
+    content_hash = hashlib.sha256(listing.encode("utf-8", "surrogateescape")).hexdigest()
 
     index, timelines, table = _index(kept, split, root)
-    np.savez(tmp / "index.npz", **index)
-    np.save(tmp / "timelines.npy", timelines)
-    if include_floats:
-        np.save(tmp / "floats.npy", np.concatenate([float_vectors(r) for r in kept]))
-
     fallback = [row["replay"] for row in table if not row["has_timeline"]]
     report = {
         "replays_dir": str(root),
@@ -255,20 +314,126 @@ def build_cache(params: DataParams, include_floats: bool = False, progress: bool
             "by": "track",
             "seed": params.split_seed,
             "val_fraction": params.val_fraction,
-            "train_tracks": sorted(t for t, s in split.items() if s == "train"),
-            "val_tracks": sorted(t for t, s in split.items() if s == "val"),
+            "test_fraction": params.test_fraction,
+            **{f"{name}_tracks": sorted(t for t, s in split.items() if s == name) for name in SPLITS},
         },
         "n_frames": int(n),
         "n_replays": len(kept),
         "label_fallback_replays": fallback,
         "replays": table,
     }
-    _write_json(tmp / "ingest_report.json", report)
-    _write_json(tmp / "cache_meta.json", meta)  # last: its presence marks a complete cache
-    if cache_dir.exists():
-        shutil.rmtree(cache_dir)
-    os.replace(tmp, cache_dir)
+    with _write_errors(cache_dir):
+        np.savez(tmp / "index.npz", **index)
+        np.save(tmp / "timelines.npy", timelines)
+        if include_floats:
+            np.save(tmp / "floats.npy", np.concatenate(kept_floats))
+        _write_json(tmp / "ingest_report.json", report)
+        _write_json(tmp / "cache_meta.json", meta)  # last: its presence marks a complete cache
+    try:  # two steps (no portable atomic swap of directories): a failure in between leaves no cache, not a wrong one
+        if cache_dir.exists():
+            shutil.rmtree(cache_dir)
+        os.replace(tmp, cache_dir)
+    except OSError as exc:
+        raise DataError(cache_dir, f"cannot put the new frame store in place: {exc.strerror or exc}") from None
     return report
+
+
+LAYOUT = """\
+  <data.replays_dir>/
+    <track_id>/                     e.g. A01-Race
+      <replay_name>/                e.g. pos1_ben3847_89250ms.replay
+        manifest.json               {"entries": [{"file", "time_ms", "action_idx"}, ...], "actions": [...]}
+        metadata.json               fps, step_ms, width, height
+        frame_00000_0ms.jpeg ...    .jpeg .jpg .png .bmp .npy"""
+
+
+def no_usable_replays(root: Path, skipped: list[dict], shown: int = 20) -> str:
+    """The message for a tree nothing could be read from: the layout expected, a hint when data.replays_dir points
+    one level too deep, and the reason for each replay (the first `shown`)."""
+    lines = [f"no usable replays in data.replays_dir ({len(skipped)} skipped). Expected layout:", LAYOUT]
+    if (root / "manifest.json").is_file():
+        lines.append(f"hint: {root} is itself a replay directory; point data.replays_dir two levels up")
+    elif any((child / "manifest.json").is_file() for child in root.iterdir() if child.is_dir()):
+        lines.append(f"hint: {root} holds replay directories; it looks like a track: point data.replays_dir one up")
+    if skipped:
+        lines.append("skipped:")
+        lines += [f"  {s['path']}: {s['reason']}" for s in skipped[:shown]]
+        if len(skipped) > shown:
+            lines.append(f"  ... and {len(skipped) - shown} more")
+    return "\n".join(lines)
+
+
+@contextlib.contextmanager
+def cache_lock(cache_dir: Path):
+    """Hold `<cache_dir>.lock` while building (filelock: fcntl on POSIX, msvcrt on Windows, released by the OS when
+    the holder dies). A second ingest into the same cache stops at once with a message naming the holder, whose
+    pid, host and start time are in `<cache_dir>.holder` while it runs."""
+    holder = cache_dir.with_name(cache_dir.name + ".holder")
+    with _write_errors(cache_dir):
+        cache_dir.parent.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(cache_dir.with_name(cache_dir.name + ".lock")))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:  # before OSError: filelock's Timeout is a TimeoutError, an OSError
+        raise DataError(
+            cache_dir, f"in use by another ingest ({_describe_holder(holder)}); wait for it to end, or stop it"
+        ) from None
+    except OSError as exc:
+        raise DataError(cache_dir, f"cannot create its lock file: {exc.strerror or exc} ({exc.filename})") from None
+    try:
+        info = {"pid": os.getpid(), "host": socket.gethostname(), "since": datetime.now(timezone.utc).isoformat()}
+        with _write_errors(cache_dir):
+            holder.write_text(json.dumps(info) + "\n", encoding="utf-8")
+        yield
+    finally:
+        holder.unlink(missing_ok=True)
+        lock.release()
+
+
+def _describe_holder(holder: Path) -> str:
+    try:
+        info = json.loads(holder.read_text(encoding="utf-8"))
+        return f"pid {info['pid']} on {info['host']}, since {info['since']}"
+    except (OSError, ValueError, KeyError, TypeError):
+        return "holder unknown: it is still starting"
+
+
+@contextlib.contextmanager
+def _write_errors(cache_dir: Path):
+    """A failed write (disk full, file size limit, permissions) ends the build with one line naming the cache."""
+    try:
+        yield
+    except OSError as exc:
+        where = f" ({exc.filename})" if exc.filename else ""
+        raise DataError(
+            cache_dir, f"cannot write the frame store: {exc.strerror or exc}{where}; the previous cache is kept"
+        ) from None
+
+
+def _npy_header(shape: tuple[int, ...]) -> bytes:
+    """The .npy header of a uint8 array; numpy pads it so that its length does not depend on the first axis."""
+    buf = io.BytesIO()
+    header = {"descr": np.lib.format.dtype_to_descr(np.dtype(np.uint8)), "fortran_order": False, "shape": shape}
+    np.lib.format.write_array_header_1_0(buf, header)
+    return buf.getvalue()
+
+
+def _bytes_needed(replays: list[Replay], h: int, w: int, include_floats: bool) -> int:
+    n = sum(len(r.frame_files) for r in replays)
+    timeline_steps = sum(0 if r.timeline is None else len(r.timeline) for r in replays)
+    per_frame = h * w + 4 + 8 + 2 + (FLOAT_DIM * 4 if include_floats else 0)  # pixels, index columns, floats
+    return len(_npy_header((n, h, w))) + n * per_frame + timeline_steps + 2**20  # + the JSON files, generously
+
+
+def _check_free_space(tmp: Path, cache_dir: Path, needed: int) -> None:
+    """Before anything is decoded: a disk that cannot hold the store ends the build with the numbers."""
+    free = shutil.disk_usage(tmp).free
+    if needed > free:
+        raise DataError(
+            cache_dir,
+            f"not enough disk space: the frame store needs {needed / 1e6:.0f} MB, {free / 1e6:.0f} MB free on "
+            f"{tmp.parent.resolve()}; free some or set data.cache_dir to another disk",
+        )
 
 
 def _index(replays: list[Replay], split: dict[str, str], root: Path):

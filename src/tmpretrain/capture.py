@@ -2,7 +2,10 @@
 
     <root>/<track_id>/<replay_name>/frame_<iiiii>_<t>ms.<ext>, manifest.json, metadata.json
 
-Every problem is raised as a DataError that names the offending file, so ingest can skip or stop on it.
+Every problem is raised as a DataError that names the offending file and the rule it breaks, so ingest can skip or
+stop on it. The rules: nothing outside a replay's own directory is opened (after resolving links), every number is
+what it claims to be (never rounded, truncated or clamped into another value), and no input file, however broken,
+ends in anything but a DataError.
 """
 
 from __future__ import annotations
@@ -11,9 +14,11 @@ import io
 import json
 import math
 import os
+import reprlib
+import warnings
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
+from pathlib import Path, PurePosixPath, PureWindowsPath
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -23,8 +28,21 @@ from .errors import DataError
 
 FRAME_EXTENSIONS = (".jpeg", ".jpg", ".png", ".bmp", ".npy")
 DEFAULT_STEP_MS = 10
+# Bounds no real capture comes near (frames of 64x64 to 256x256, 10-100 fps, races of minutes). Past them a file is
+# broken or hostile; refusing it before decoding bounds the memory and time one file can take.
+MAX_FRAME_PIXELS = 2048 * 2048
+MAX_FRAME_SIDE = 8192
+MAX_FRAME_BYTES = 64 * 2**20
+MAX_JSON_BYTES = 256 * 2**20
+MAX_TIME_MS = 24 * 3600 * 1000
+MAX_STEP_MS = 1000
+MAX_FPS = 1000
 # Grayscale is what the capture tool writes; colour frames are converted (ITU-R 601 luma, as PIL does).
 _DECODABLE_MODES = {"L": "gray", "LA": "gray", "RGB": "colour", "RGBA": "colour", "P": "colour"}
+# Values from input files in messages: short, and safe for any nesting depth (plain repr() recurses).
+_short = reprlib.Repr()
+_short.maxlevel, _short.maxstring, _short.maxother, _short.maxlong = 3, 60, 60, 40
+_show = _short.repr
 
 
 @dataclass
@@ -45,117 +63,280 @@ class Replay:
     meta: list | None = None
 
 
-def _load_json(path: Path):
-    try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except json.JSONDecodeError as exc:
-        raise DataError(path, f"not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})") from None
-    except UnicodeDecodeError:
-        raise DataError(path, "not valid JSON (not UTF-8 text)") from None
-    except OSError as exc:
-        raise DataError(path, f"cannot be read ({exc.strerror})") from None
-
-
-def _check_action(value, where: Path, what: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < N_ACTIONS:
-        raise DataError(where, f"{what} is {value!r}; action ids must be integers 0..{N_ACTIONS - 1}")
-    return value
+# ------------------------------------------------------------------------------------------ the tree
 
 
 def discover_replays(root: Path) -> tuple[list[Path], list[tuple[str, str]]]:
     """Replay directories under `root` (sorted), and (path, reason) for everything that is not one.
 
-    Only the two levels of the layout are walked, so symlink loops below a replay cannot trap the scan.
+    Only the two levels of the layout are walked, so symlink loops below a replay cannot trap the scan. Each
+    directory is read once: a link to a directory already reached (an alias, e.g. a track linked to another track,
+    which would put the same replays in train and val) is reported instead, and so is a link that leaves the
+    capture tree (DVC does not track what it points to). The root itself may be a link.
     """
     root = Path(root)
     if not root.is_dir():
-        raise DataError(root, "capture tree not found (data.replays_dir)")
-    replays: list[Path] = []
+        raise DataError(
+            root, "capture tree not found: set data.replays_dir to the directory that holds <track_id>/<replay_name>/"
+        )
+    real_root = root.resolve()
     problems: list[tuple[str, str]] = []
-    for track in sorted(p for p in root.iterdir() if not p.name.startswith(".")):
-        if not track.is_dir():
-            continue
-        children = sorted(p for p in track.iterdir() if p.is_dir() and not p.name.startswith("."))
+    seen = {real_root: root}  # real path -> the path it is read through
+    candidates = []
+    for track in _read_once(_subdirectories(root, problems), real_root, seen, problems):
+        children = _subdirectories(track, problems)
         if not children:
             problems.append((str(track), "empty track directory (no replay directories)"))
-            continue
-        for replay in children:
-            if (replay / "manifest.json").is_file():
-                replays.append(replay)
-            else:
-                problems.append((str(replay), "no manifest.json (unfinished capture)"))
+        candidates += children
+    replays = []
+    for replay in _read_once(candidates, real_root, seen, problems):
+        if (replay / "manifest.json").is_file():
+            replays.append(replay)
+        else:
+            problems.append((str(replay), "no manifest.json (unfinished capture)"))
     return replays, problems
 
 
-def _parse_entries(manifest_path: Path, raw) -> tuple[list, list | None, list | None]:
+def _subdirectories(directory: Path, problems: list[tuple[str, str]]) -> list[Path]:
+    try:
+        return sorted(p for p in directory.iterdir() if not p.name.startswith(".") and p.is_dir())
+    except OSError as exc:
+        problems.append((str(directory), f"cannot be listed ({exc.strerror or exc})"))
+        return []
+
+
+def _read_once(dirs: list[Path], real_root: Path, seen: dict[Path, Path], problems: list) -> list[Path]:
+    """The directories of `dirs` (in order) that lead somewhere new inside the tree; the others are reported.
+    A plain directory is preferred to a link reaching it, so the alias is what gets reported, whatever the order."""
+    real = {}
+    for d in dirs:
+        try:
+            real[d] = d.resolve(strict=True)
+        except (OSError, RuntimeError) as exc:  # a link loop, or gone since listed
+            problems.append((str(d), f"cannot be resolved ({exc})"))
+    kept = set()
+    for d in sorted(real, key=Path.is_symlink):  # stable: sorted order within plain directories and within links
+        if not real[d].is_relative_to(real_root):
+            problems.append((str(d), f"a link to {real[d]}, outside the capture tree (data.replays_dir): not read"))
+        elif real[d] in seen:
+            problems.append((str(d), f"an alias of {seen[real[d]]} (a link to a directory already read): read once"))
+        else:
+            seen[real[d]] = d
+            kept.add(d)
+    return [d for d in dirs if d in kept]
+
+
+class _ReplayDirectory:
+    """The files of one replay directory, listed once. Every name a manifest gives is checked here, so that
+    nothing outside the directory is ever opened: no absolute paths, no '..', no link that resolves outside."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        try:
+            self.real = path.resolve(strict=True)
+            with os.scandir(path) as entries:
+                self.plain_files = {e.name for e in entries if e.is_file(follow_symlinks=False)}
+        except (OSError, RuntimeError) as exc:
+            raise DataError(path, f"cannot be listed ({exc})") from None
+
+    def has(self, name: str) -> bool:
+        return name in self.plain_files or (self.path / name).is_symlink()
+
+    def file(self, name: str, named_by: Path, what: str) -> tuple[Path, str]:
+        """(path to open, key that is the same for every spelling of the same file) of the file `name` names.
+        `what` (e.g. "entries[3].file") and `named_by` say where the name comes from, for the messages."""
+        if name in self.plain_files:  # a regular file right here: the common case, checked without a system call
+            return self.path / name, name
+        if not name or "\x00" in name:
+            raise DataError(named_by, f"{what} is {_show(name)}: not a file name")
+        try:
+            os.fsencode(name)
+        except UnicodeEncodeError:
+            raise DataError(named_by, f"{what} is {_show(name)}: cannot be encoded as a file name here") from None
+        if PurePosixPath(name).is_absolute() or PureWindowsPath(name).drive or PureWindowsPath(name).is_absolute():
+            raise DataError(named_by, f"{what} is {_show(name)}: an absolute path (frames are files in the replay)")
+        if ".." in name.replace("\\", "/").split("/"):
+            raise DataError(named_by, f"{what} is {_show(name)}: '..' leads out of the replay directory")
+        path = self.path / name
+        source = "" if path == named_by else f" (named by {named_by.name} {what})"
+        try:
+            real = path.resolve(strict=True)
+        except FileNotFoundError:
+            raise DataError(path, f"named by {named_by.name} {what} but does not exist") from None
+        except (OSError, RuntimeError) as exc:
+            raise DataError(path, f"cannot be resolved ({exc})") from None
+        if not real.is_relative_to(self.real):
+            raise DataError(path, f"a link to {real}, outside the replay directory{source}")
+        if not real.is_file():
+            raise DataError(path, f"not a regular file{source}")
+        return path, real.relative_to(self.real).as_posix()
+
+
+# ------------------------------------------------------------------------------------------ a replay
+
+
+def _as_int(value, lo: int, hi: int) -> int | None:
+    """`value` as an integer in lo..hi, or None. An integral float (10.0) is that integer; booleans, fractions,
+    NaN, inf, strings and containers are not integers."""
+    if isinstance(value, float):
+        if not value.is_integer():  # also NaN and inf
+            return None
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+        return None
+    return value
+
+
+def _action(value, where: Path, what: str) -> int:
+    a = _as_int(value, 0, N_ACTIONS - 1)
+    if a is None:
+        raise DataError(where, f"{what} is {_show(value)}; action ids must be integers 0..{N_ACTIONS - 1}")
+    return a
+
+
+def _load_json(path: Path):
+    try:
+        with open(path, encoding="utf-8") as f:
+            size = os.fstat(f.fileno()).st_size
+            if size > MAX_JSON_BYTES:
+                raise DataError(path, f"{size:,} bytes; larger than any capture writes (at most {MAX_JSON_BYTES:,})")
+            return json.load(f)
+    except json.JSONDecodeError as exc:
+        raise DataError(path, f"not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})") from None
+    except UnicodeDecodeError:
+        raise DataError(path, "not valid JSON (not UTF-8 text)") from None
+    except RecursionError:
+        raise DataError(path, "not valid JSON here (nested too deeply)") from None
+    except ValueError as exc:  # an integer of more than 4300 digits: "Exceeds the limit (4300 digits) ...: advice"
+        raise DataError(path, f"not valid JSON here ({str(exc).split(':')[0]})") from None
+    except OSError as exc:
+        raise DataError(path, f"cannot be read ({exc.strerror or exc})") from None
+
+
+def _parse_entries(manifest_path: Path, raw) -> tuple[list, object, object]:
     """Both manifest shapes: current {"entries", "actions"?, "meta"?} and legacy bare list of entries."""
     if isinstance(raw, list):
         return raw, None, None
-    if isinstance(raw, dict) and isinstance(raw.get("entries"), list):
+    if isinstance(raw, dict):
+        if not isinstance(raw.get("entries"), list):
+            raise DataError(manifest_path, f"'entries' is {_show(raw.get('entries'))}; expected a list of entries")
         return raw["entries"], raw.get("actions"), raw.get("meta")
     raise DataError(manifest_path, 'expected {"entries": [...], ...} or a list of entries')
+
+
+def _optional_number(metadata: dict, key: str, path: Path, lo, hi, integer: bool):
+    """metadata[key] (None when absent or null) checked against lo..hi; anything else is refused."""
+    value = metadata.get(key)
+    if value is None:
+        return None
+    if integer:
+        checked = _as_int(value, lo, hi)
+    else:
+        finite = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+        checked = value if finite and lo < value <= hi else None
+    if checked is None:
+        kind = f"a whole number {lo}..{hi}" if integer else f"a number > {lo} and <= {hi}"
+        raise DataError(path, f"{key} is {_show(value)}; expected {kind}")
+    return checked
 
 
 def read_replay(replay_dir: Path) -> Replay:
     """Parse and check one replay directory; raises DataError naming the file at fault."""
     replay_dir = Path(replay_dir)
-    manifest_path = replay_dir / "manifest.json"
+    directory = _ReplayDirectory(replay_dir)
+    manifest_path, _ = directory.file("manifest.json", replay_dir / "manifest.json", "manifest.json")
     entries, timeline_raw, meta = _parse_entries(manifest_path, _load_json(manifest_path))
     metadata_path = replay_dir / "metadata.json"
-    metadata = _load_json(metadata_path) if metadata_path.is_file() else {}
+    metadata = {}
+    if directory.has("metadata.json"):
+        metadata_path, _ = directory.file("metadata.json", metadata_path, "metadata.json")
+        metadata = _load_json(metadata_path)
     if not isinstance(metadata, dict):
         raise DataError(metadata_path, "expected a JSON object")
     if not entries:
         raise DataError(manifest_path, "manifest has no entries (no frames)")
 
-    step_ms = metadata.get("step_ms", DEFAULT_STEP_MS)
-    if isinstance(step_ms, bool) or not isinstance(step_ms, int | float) or step_ms <= 0:
-        raise DataError(metadata_path, f"step_ms is {step_ms!r}; expected a positive number of ms")
+    step_ms = _as_int(metadata.get("step_ms", DEFAULT_STEP_MS), 1, MAX_STEP_MS)
+    if step_ms is None:
+        raise DataError(
+            metadata_path, f"step_ms is {_show(metadata['step_ms'])}; expected a whole number of ms, 1..{MAX_STEP_MS}"
+        )
+    _optional_number(metadata, "fps", metadata_path, 0, MAX_FPS, integer=False)  # recorded in the replay table
+    width = _optional_number(metadata, "width", metadata_path, 1, MAX_FRAME_SIDE, integer=True)
+    height = _optional_number(metadata, "height", metadata_path, 1, MAX_FRAME_SIDE, integer=True)
 
-    files, times, actions = [], [], []
+    files, seen, times, actions = [], set(), [], []
     for k, entry in enumerate(entries):
         where = f"entries[{k}]"
         if not isinstance(entry, dict) or "file" not in entry or "time_ms" not in entry:
             raise DataError(manifest_path, f"{where} lacks 'file' or 'time_ms'")
-        t = entry["time_ms"]
-        if isinstance(t, bool) or not isinstance(t, int | float) or not math.isfinite(t):
-            raise DataError(manifest_path, f"{where}.time_ms is {t!r}; expected a number")
+        t = _as_int(entry["time_ms"], 0, MAX_TIME_MS)
+        if t is None:
+            raise DataError(
+                manifest_path,
+                f"{where}.time_ms is {_show(entry['time_ms'])}; expected a whole number of ms, 0..{MAX_TIME_MS}",
+            )
         if times and t <= times[-1]:
             kind = "duplicated" if t == times[-1] else "non-monotonic"
             raise DataError(manifest_path, f"{where}.time_ms={t} after {times[-1]}: {kind} time stamps")
-        frame = replay_dir / str(entry["file"])
+        name = entry["file"]
+        if not isinstance(name, str):
+            raise DataError(manifest_path, f"{where}.file is {_show(name)}; expected a file name")
+        frame, key = directory.file(name, manifest_path, f"{where}.file")
         if frame.suffix.lower() not in FRAME_EXTENSIONS:
             raise DataError(frame, f"unsupported frame extension (expected one of {', '.join(FRAME_EXTENSIONS)})")
-        if not frame.is_file():
-            raise DataError(frame, f"named by {manifest_path.name} {where} but does not exist")
+        if key in seen:
+            raise DataError(
+                manifest_path, f"{where}.file {_show(name)} names a frame an earlier entry names (duplicate)"
+            )
+        seen.add(key)
         a = entry.get("action_idx")
-        actions.append(-1 if a is None else _check_action(a, manifest_path, f"{where}.action_idx"))
+        actions.append(-1 if a is None else _action(a, manifest_path, f"{where}.action_idx"))
         files.append(frame)
         times.append(t)
 
     timeline = None
     if timeline_raw is not None:
         if not isinstance(timeline_raw, list):
-            raise DataError(manifest_path, "'actions' must be a list of action ids")
-        for k, a in enumerate(timeline_raw):
-            _check_action(a, manifest_path, f"actions[{k}]")
-        timeline = np.asarray(timeline_raw, dtype=np.int8) if timeline_raw else None
+            raise DataError(manifest_path, f"'actions' is {_show(timeline_raw)}; expected a list of action ids")
+        checked = [_action(a, manifest_path, f"actions[{k}]") for k, a in enumerate(timeline_raw)]
+        timeline = np.asarray(checked, dtype=np.int8) if checked else None
+
+    if meta is not None:
+        _check_meta(meta, manifest_path)
 
     return Replay(
         track_id=replay_dir.parent.name,
         replay_name=replay_dir.name,
         path=replay_dir,
         frame_files=files,
-        frame_times_ms=np.asarray(np.round(times), dtype=np.int64),
+        frame_times_ms=np.asarray(times, dtype=np.int64),
         frame_actions=np.asarray(actions, dtype=np.int16),
         timeline=timeline,
-        step_ms=int(step_ms),
-        width=metadata.get("width"),
-        height=metadata.get("height"),
+        step_ms=step_ms,
+        width=width,
+        height=height,
         metadata=metadata,
-        meta=meta if isinstance(meta, list) else None,
+        meta=meta,
     )
+
+
+def _check_meta(meta, manifest_path: Path) -> None:
+    """`meta`: race-state snapshots, each an object with a finite time_ms, in increasing time order (frames pick
+    the latest snapshot at or before them by binary search, which unordered times would make wrong)."""
+    if not isinstance(meta, list):
+        raise DataError(manifest_path, f"'meta' is {_show(meta)}; expected a list of race-state snapshots")
+    last = None
+    for k, snapshot in enumerate(meta):
+        t = snapshot.get("time_ms") if isinstance(snapshot, dict) else None
+        if isinstance(t, bool) or not isinstance(t, int | float) or not -MAX_TIME_MS <= t <= MAX_TIME_MS:
+            raise DataError(manifest_path, f"meta[{k}] is {_show(snapshot)}; expected an object with a time_ms in ms")
+        if last is not None and t <= last:
+            raise DataError(manifest_path, f"meta[{k}].time_ms={t} after {last}: snapshots out of time order")
+        last = t
+
+
+# ------------------------------------------------------------------------------------------ frames
 
 
 def read_frame(path: Path) -> np.ndarray:
@@ -166,29 +347,71 @@ def read_frame(path: Path) -> np.ndarray:
 def decode_frame(path: Path) -> tuple[np.ndarray, str]:
     """Decode one frame to (2-D uint8 array, "gray" or "colour"), the colour kind of the file as stored."""
     path = Path(path)
+    return decode_frame_bytes(path, read_frame_bytes(path))
+
+
+def read_frame_bytes(path: Path) -> bytes:
+    """The bytes of one frame file; a file larger than any real frame is refused before it is read."""
     try:
-        data = path.read_bytes()
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            if size > MAX_FRAME_BYTES:
+                raise DataError(path, f"{size:,} bytes; larger than any real frame (at most {MAX_FRAME_BYTES:,})")
+            return f.read()
     except OSError as exc:
-        raise DataError(path, f"cannot be read ({exc.strerror})") from None
+        raise DataError(path, f"cannot be read ({exc.strerror or exc})") from None
+
+
+def decode_frame_bytes(path: Path, data: bytes) -> tuple[np.ndarray, str]:
+    """decode_frame of bytes already read from `path` (named in errors; its suffix picks .npy decoding)."""
     if not data:
         raise DataError(path, "empty file (zero bytes)")
     if path.suffix.lower() == ".npy":
         return _decode_npy(path, data)
     try:
-        with Image.open(io.BytesIO(data)) as img:
-            img.load()
-            if img.mode not in _DECODABLE_MODES:
-                raise DataError(path, f"unsupported colour mode {img.mode!r} (expected 8-bit grayscale)")
-            gray = img if img.mode == "L" else img.convert("L")
-            return np.asarray(gray, dtype=np.uint8), _DECODABLE_MODES[img.mode]
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as img:
+                _check_pixels(path, *img.size)  # from the header, before the pixels are decoded
+                img.load()
+                if img.mode not in _DECODABLE_MODES:
+                    raise DataError(path, f"unsupported colour mode {img.mode!r} (expected 8-bit grayscale)")
+                gray = img if img.mode == "L" else img.convert("L")
+                return np.asarray(gray, dtype=np.uint8), _DECODABLE_MODES[img.mode]
+    except DataError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise DataError(path, f"refused before decoding ({exc})") from None
+    except UnidentifiedImageError:
+        raise DataError(path, "not an image (no JPEG, PNG or BMP header)") from None
+    except Exception as exc:  # a third-party decoder on untrusted bytes: whatever it raises means "does not decode"
         raise DataError(path, f"corrupt or truncated image ({exc})") from None
+
+
+def _check_pixels(path: Path, width: int, height: int) -> None:
+    if width * height > MAX_FRAME_PIXELS:
+        raise DataError(
+            path, f"image is {width}x{height} (WxH), larger than any real capture (at most {MAX_FRAME_PIXELS:,} pixels)"
+        )
 
 
 def _decode_npy(path: Path, data: bytes) -> tuple[np.ndarray, str]:
     try:
+        buf = io.BytesIO(data)
+        version = np.lib.format.read_magic(buf)
+        read_header = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+        if version not in read_header:
+            raise ValueError(f"format version {version} is not the one np.save writes for frames")
+        shape, _, dtype = read_header[version](buf)
+        if len(shape) not in (2, 3) or dtype.itemsize == 0:
+            raise DataError(path, f"frame has shape {shape}; expected (H, W), (H, W, 1) or (H, W, 3)")
+        _check_pixels(path, shape[1], shape[0])  # before allocating what the header claims
+        if math.prod(shape) * dtype.itemsize > len(data) - buf.tell():
+            raise ValueError("the file is shorter than its header says (truncated)")
         arr = np.load(io.BytesIO(data), allow_pickle=False)
-    except (ValueError, OSError, EOFError) as exc:
+    except DataError:
+        raise
+    except Exception as exc:  # numpy's reader on untrusted bytes, as for images above
         raise DataError(path, f"corrupt .npy file ({exc})") from None
     if arr.dtype != np.uint8:
         if np.issubdtype(arr.dtype, np.floating) and not np.all(np.isfinite(arr)):

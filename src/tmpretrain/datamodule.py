@@ -50,13 +50,15 @@ class ShuffledBatches(Sampler):
         return n_batches // self.world_size or 1
 
     def __iter__(self):
+        # A generator, so the order is drawn at the first batch: a resumed run's first iterator is made before
+        # Lightning calls set_epoch, and must still get that epoch's order.
         order = (
             np.random.default_rng((self.seed, self.epoch)).permutation(self.n) if self.shuffle else np.arange(self.n)
         )
         batches = [order[i : i + self.batch_size] for i in range(0, self.n, self.batch_size)]
-        mine = batches[self.rank :: self.world_size][: len(self)]
         # Sorted ids read the memory map front to back; order inside a batch does not matter to the loss.
-        return iter([np.sort(b) for b in mine])
+        for batch in batches[self.rank :: self.world_size][: len(self)]:
+            yield np.sort(batch)
 
 
 class WindowBatches(Dataset):
@@ -123,8 +125,10 @@ class FrameDataModule(L.LightningDataModule):
         self.use_floats, self.cache_on_device = use_floats, cache_on_device
         self._device_frames: torch.Tensor | None = None
 
-    def _loader(self, samples: Samples, shuffle: bool) -> DataLoader:
-        rank, world = (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)
+    def _loader(self, samples: Samples, shuffle: bool, all_ranks: bool = True) -> DataLoader:
+        """all_ranks=False: every sample in this process alone (rank 0 scoring the test split after DDP)."""
+        distributed = self.trainer is not None and all_ranks
+        rank, world = (self.trainer.global_rank, self.trainer.world_size) if distributed else (0, 1)
         dataset = WindowBatches(self.store, samples, self.use_floats, gather_frames=not self.cache_on_device)
         n_batches = math.ceil(len(samples) / self.batch_size)
         if n_batches < world:
@@ -152,6 +156,10 @@ class FrameDataModule(L.LightningDataModule):
 
     def val_dataloader(self) -> DataLoader:
         return self._loader(self.val, shuffle=False)
+
+    def single_process_loader(self, samples: Samples) -> DataLoader:
+        """Every sample of `samples` once, in order, in this process (scoring the test split after training)."""
+        return self._loader(samples, shuffle=False, all_ranks=False)
 
     def on_after_batch_transfer(self, batch: dict, dataloader_idx: int) -> dict:
         if "window" in batch:  # cache on device: gather there, the host never touches pixels

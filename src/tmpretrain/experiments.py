@@ -1,48 +1,27 @@
-"""The seed's runs as named DVC experiments: a thin layer that turns presets.yaml into `dvc exp run` commands.
+"""The seed's runs as named DVC experiments (presets.yaml -> `dvc exp run`), and the table that compares them.
 
-    python -m tmpretrain.experiments list                      the presets and their families
-    python -m tmpretrain.experiments show v1.2                 the exact `dvc exp run` command of a preset
-    python -m tmpretrain.experiments run v1.2 [-S k=v ...]     run it now as experiment `v1.2` (extra args go to dvc)
-    python -m tmpretrain.experiments queue all                 queue every preset (then: dvc queue start)
-    python -m tmpretrain.experiments queue a-head              queue one family (or list preset names)
-    python -m tmpretrain.experiments table [--csv] [...]       `dvc exp show` with the headline columns only
-    python -m tmpretrain.experiments compare normalisation     the table, plots and report of one family
+    tmpretrain list | show v1.2 | run v1.2 [-S k=v ...] | queue a-head | table [NAMES] [--csv|--md] | compare FAMILY
+    (python -m tmpretrain.experiments ... takes the same subcommands; `tmpretrain --help` lists them all)
 
 Nothing here trains or stores anything: DVC runs the pipeline and keeps every experiment (docs/experiments.md).
 """
 
 from __future__ import annotations
 
-import argparse
+import json
+import math
 import shlex
 import subprocess
-import sys
+import textwrap
 from pathlib import Path
 
+import pandas as pd
 import yaml
 
 from .errors import PretrainError
 from .params import flatten
 
 PRESETS_FILE = Path("presets.yaml")
-
-# `dvc exp show --drop '.*' --keep ...`: the headline columns of the seed's analysis. Column names are the flattened
-# metric keys, prefixed with their file only where two files share a key (e.g. val.loss of vis and bc).
-_BC = r"(reports/bc/metrics\.json:)?"
-HEADLINE_KEEP = [
-    r"Experiment$",
-    r"rev$",
-    r"typ$",
-    r"parent$",
-    r"Created$",
-    _BC + r"val\.(loss|acc|main_actions_acc)$",
-    _BC + r"val\.acc_offset\.",
-    _BC + r"best\.(epoch|value|val/loss|val/acc|val/main_actions_acc)$",
-    _BC + r"epochs_run$",
-    r"vis\.image_normalization$",
-    r"bc\.(image_normalization|target|time_offsets_ms|n_stack|use_actions_head|dropout|action_head_dropout"
-    r"|epochs|lr|weight_decay|early_stopping\.enabled)$",
-]
 
 
 class PresetError(PretrainError):
@@ -111,15 +90,6 @@ def exp_run_command(data: dict, name: str, queue: bool = False, extra: list[str]
     return cmd + list(extra or [])
 
 
-def table_command(csv: bool = False) -> list[str]:
-    cmd = ["dvc", "exp", "show", "--no-pager", "--drop", ".*"]
-    for pattern in HEADLINE_KEEP:
-        cmd += ["--keep", pattern]
-    if csv:
-        cmd.append("--csv")
-    return cmd
-
-
 def stray_params(overrides: list[str], params_file: Path = Path("params.yaml")) -> list[str]:
     """Keys where the workspace params.yaml differs from the committed one and no override sets them: a run
     would silently inherit them (e.g. left over from an earlier `dvc exp run` in the workspace)."""
@@ -151,7 +121,8 @@ def quote(cmd: list[str]) -> str:
     return " ".join(f'"{a}"' if "'" in a and not set('"$`\\!') & set(a) else shlex.quote(a) for a in cmd)
 
 
-def _run(cmd: list[str], dry_run: bool) -> int:
+def run_command(cmd: list[str], dry_run: bool = False) -> int:
+    """Print `$ cmd` and run it (not with dry_run); its exit status."""
     print("$ " + quote(cmd), flush=True)
     return 0 if dry_run else subprocess.run(cmd).returncode
 
@@ -169,67 +140,236 @@ def _check_workspace(data: dict, names: list[str], extra: list[str], allow_dirty
             )
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tmpretrain.experiments", description=__doc__.split("\n")[0])
-    parser.add_argument("--presets", default=str(PRESETS_FILE))
-    sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("list", help="the presets and their families")
-    p = sub.add_parser("show", help="print the dvc exp run command of presets")
-    p.add_argument("names", nargs="+")
-    for cmd_name, help_text in (("run", "run presets now, one after the other"), ("queue", "queue presets")):
-        p = sub.add_parser(cmd_name, help=help_text + " (all / family / preset names; unknown args go to dvc)")
-        p.add_argument("names", nargs="+")
-        p.add_argument("--dry-run", action="store_true", help="print the commands only")
-        p.add_argument("--allow-dirty", action="store_true", help="run even if params.yaml has uncommitted edits")
-    p = sub.add_parser("table", help="dvc exp show with the headline columns only")
-    p.add_argument("--csv", action="store_true")
-    p = sub.add_parser("compare", help="the headline table, plots and report of one family or of experiments")
-    p.add_argument("names", nargs="+")
-    p.add_argument("--dry-run", action="store_true")
-    args, extra = parser.parse_known_args(argv)
-    if extra and args.command not in ("run", "queue", "table"):
-        parser.error(f"unrecognized arguments: {' '.join(extra)}")
-    try:
-        data = load_presets(args.presets)
-        if args.command == "list":
-            for name in runnable(data):
-                spec = data["presets"][name]
-                print(f"{name:38s} {spec.get('family', ''):16s} {spec.get('desc', '')}")
-            return 0
-        if args.command == "show":
-            for name in select(data, args.names):
-                print(quote(exp_run_command(data, name)))
-            return 0
-        if args.command in ("run", "queue"):
-            names = select(data, args.names)
-            _check_workspace(data, names, extra, args.allow_dirty or args.dry_run)
-            for name in names:
-                rc = _run(exp_run_command(data, name, args.command == "queue", extra), args.dry_run)
-                if rc:
-                    return rc
-            if args.command == "queue":
-                print("queued; start the workers with: dvc queue start  (watch: dvc queue status)")
-            return 0
-        if args.command == "table":
-            return _run(table_command(csv=args.csv) + extra, False)
-        if args.command == "compare":
-            names = [n for t in args.names for n in (data.get("families") or {}).get(t, [t])]
-            label = "-".join(args.names)
-            cmds = [
-                table_command(),
-                [sys.executable, "-m", "tmpretrain.reports", "plots", *names, "-o", f"reports/compare/{label}"],
-                [sys.executable, "-m", "tmpretrain.reports", "report", *names, "-o", f"reports/compare/{label}.html"],
-            ]
-            for cmd in cmds:
-                rc = _run(cmd, args.dry_run)
-                if rc:
-                    return rc
-            print(f"interactive overlay (needs internet for vega): dvc plots diff {shlex.join(names)} --open")
-            return 0
-    except PresetError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+def run_presets(
+    data: dict,
+    targets: list[str],
+    queue: bool = False,
+    extra: list[str] | None = None,
+    dry_run: bool = False,
+    allow_dirty: bool = False,
+) -> int:
+    """`dvc exp run -n NAME [--queue] -S ...` for each selected preset, one after the other; the first failing
+    command's exit status."""
+    extra = list(extra or [])
+    names = select(data, targets)
+    _check_workspace(data, names, extra, allow_dirty or dry_run)
+    for name in names:
+        rc = run_command(exp_run_command(data, name, queue, extra), dry_run)
+        if rc:
+            return rc
+    if queue:
+        print("queued; start the workers with: dvc queue start  (watch: dvc queue status)")
     return 0
+
+
+def family_members(data: dict, targets: list[str]) -> list[str]:
+    """Family names expanded to their presets; anything else (experiment names, revisions) kept as given."""
+    families = data.get("families") or {}
+    out: list[str] = []
+    for t in targets:
+        out += [n for n in families.get(t, [t]) if n not in out]
+    return out
+
+
+# ------------------------------------------------------------------------------------ comparison table
+
+BC_METRICS = "reports/bc/metrics.json"
+EVAL_METRICS = "reports/eval/metrics.json"
+WORKSPACE = "workspace"
+
+# Text and Markdown headers of params: the group prefix `bc.` dropped, long key names shortened.
+_SHORT_KEYS = {
+    "image_normalization": "norm",
+    "time_offsets_ms": "offsets",
+    "offset_weights": "weights",
+    "export_offset_ms": "export_ms",
+    "use_actions_head": "A_head",
+    "action_head_dropout": "head_drop",
+    "dropout": "drop",
+    "dense_hidden_dimension": "hidden",
+    "weight_decay": "wd",
+    "early_stopping.enabled": "early_stop",
+    "early_stopping.patience": "patience",
+    "early_stopping.monitor": "es_monitor",
+    "selection.metric": "select",
+    "encoder_init": "init",
+    "class_weighting": "class_w",
+}
+# Columns shown when some row has them: (CSV header, text header, metrics file, paths tried in order). The
+# exported epoch's numbers come first (best/...: what models/bc holds), the last epoch's only as a fallback.
+_METRIC_COLUMNS = [
+    ("val/loss", "val loss", BC_METRICS, ("best/val/loss", "val/loss")),
+    ("val/acc", "val acc", BC_METRICS, ("best/val/acc", "val/acc")),
+    ("val/main_actions_acc", "main acc", BC_METRICS, ("best/val/main_actions_acc", "val/main_actions_acc")),
+]
+# Closed-loop driving of the exported policy (stage evaluate), and the test split once pretrain_bc scores one.
+_TRAILING_COLUMNS = [
+    ("test/loss", "test loss", BC_METRICS, ("best/test/loss", "test/loss")),
+    ("test/acc", "test acc", BC_METRICS, ("best/test/acc", "test/acc")),
+    ("test/main_actions_acc", "test main", BC_METRICS, ("best/test/main_actions_acc", "test/main_actions_acc")),
+    ("policy/completion_rate", "completion", EVAL_METRICS, ("policy/completion_rate",)),
+    ("policy/progress", "progress", EVAL_METRICS, ("policy/progress",)),
+    ("policy/lap_time_ratio", "lap time ratio", EVAL_METRICS, ("policy/lap_time_ratio",)),
+]
+
+
+def lookup(d, path: str):
+    """A value of nested metrics by `/` path, where keys may themselves hold `/` (best: {"val/acc": ...}); None
+    when absent."""
+    if not isinstance(d, dict):
+        return None
+    if path in d:
+        return d[path]
+    parts = path.split("/")
+    for i in range(len(parts) - 1, 0, -1):
+        head = "/".join(parts[:i])
+        if isinstance(d.get(head), dict):
+            found = lookup(d[head], "/".join(parts[i:]))
+            if found is not None:
+                return found
+    return None
+
+
+def exp_show(extra: list[str] | None = None, cwd: Path | str | None = None) -> list:
+    """`dvc exp show --json` (the workspace, its baseline commit and their experiments; extra args to dvc)."""
+    cmd = ["dvc", "exp", "show", "--json", *(extra or [])]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, cwd=cwd)
+    except FileNotFoundError:
+        raise PresetError("dvc is not on PATH (activate the project's environment)") from None
+    if proc.returncode:
+        raise PresetError(f"{quote(cmd)} failed: {proc.stderr.strip()[-500:]}")
+    return json.loads(proc.stdout or "[]")
+
+
+def experiment_rows(show: list) -> list[dict]:
+    """One row per workspace, commit and experiment of `dvc exp show --json`: name, rev, flattened params and
+    each metrics file's contents."""
+    rows = []
+
+    def add(entry: dict, name: str) -> None:
+        data = entry.get("data") or {}
+        params = ((data.get("params") or {}).get("params.yaml") or {}).get("data") or {}
+        metrics = {path: (v or {}).get("data") or {} for path, v in (data.get("metrics") or {}).items()}
+        rows.append({"name": name, "rev": entry.get("rev"), "params": flatten(params), "metrics": metrics})
+
+    for baseline in show:
+        rev = baseline.get("rev") or ""
+        add(baseline, WORKSPACE if rev == WORKSPACE else baseline.get("name") or rev[:7])
+        for exp in baseline.get("experiments") or []:
+            for entry in exp.get("revs") or []:
+                add(entry, entry.get("name") or exp.get("name") or (entry.get("rev") or "")[:7])
+    return rows
+
+
+def _param_text(value) -> str:
+    if isinstance(value, list):
+        return ",".join(_param_text(v) for v in value)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return f"{value:g}"
+    return "" if value is None else str(value)
+
+
+def short_param(key: str) -> str:
+    group, _, rest = key.partition(".")
+    rest = _SHORT_KEYS.get(rest, rest)
+    return rest if group == "bc" else f"{group}.{rest}"
+
+
+def _offset_ms(label: str) -> float:
+    try:
+        return float(label.removesuffix("ms"))
+    except ValueError:
+        return math.inf
+
+
+def comparison_table(rows: list[dict], names: list[str] | None = None) -> tuple[pd.DataFrame, dict[str, str]]:
+    """One row per experiment with BC metrics: the params that differ between the rows, the exported epoch, its
+    val loss / accuracy / main-actions accuracy / per-offset accuracy, then test and driving metrics where any
+    row has them. Returns the frame (CSV headers) and the short text header of each column."""
+    if names:
+        by_name = {r["name"]: r for r in rows}
+        unknown = [n for n in names if n not in by_name]
+        if unknown:
+            raise PresetError(f"no experiment or revision named {', '.join(unknown)} in dvc exp show")
+        rows = [by_name[n] for n in names]
+    rows = [r for r in rows if r["metrics"].get(BC_METRICS)]
+    if not rows:
+        raise PresetError(f"no experiment has {BC_METRICS} yet (run one: tmpretrain run v2)")
+    index = pd.Index([r["name"] for r in rows], name="experiment")
+    table: dict[str, list] = {}
+    short: dict[str, str] = {}
+
+    keys = list(dict.fromkeys(k for r in rows for k in r["params"]))  # params.yaml's order
+    for key in keys:
+        values = [_param_text(r["params"].get(key)) for r in rows]
+        if len(set(values)) > 1:
+            table[key], short[key] = values, short_param(key)
+
+    bc = [r["metrics"][BC_METRICS] for r in rows]
+    table["exported_epoch"] = pd.array([lookup(m, "best/epoch") for m in bc], dtype="Int64")
+    table["epochs_run"] = pd.array([m.get("epochs_run") for m in bc], dtype="Int64")
+    short["exported_epoch"], short["epochs_run"] = "epoch", "of"
+
+    def add_metric(column: str, header: str, path_file: str, paths: tuple[str, ...]) -> None:
+        values = []
+        for r in rows:
+            m = r["metrics"].get(path_file) or {}
+            values.append(next((v for p in paths if isinstance(v := lookup(m, p), int | float)), None))
+        if any(v is not None for v in values):
+            table[column], short[column] = values, header
+
+    for column in _METRIC_COLUMNS:
+        add_metric(*column)
+    offsets = []
+    for m in bc:
+        for key in m.get("best") or {}:
+            label = key.removeprefix("val/acc_offset/")
+            if label != key and label not in offsets:
+                offsets.append(label)
+    if len(offsets) > 1:  # with one offset, its accuracy is val acc
+        for label in sorted(offsets, key=_offset_ms):
+            add_metric(f"val/acc_offset/{label}", label, BC_METRICS, (f"best/val/acc_offset/{label}",))
+    for column in _TRAILING_COLUMNS:
+        add_metric(*column)
+    return pd.DataFrame(table, index=index), short
+
+
+def _cell(value) -> str:
+    if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    if isinstance(value, float):
+        return f"{value:.3f}"
+    return str(value)
+
+
+def format_table(df: pd.DataFrame, short: dict[str, str], fmt: str = "text", width: int = 120) -> str:
+    """The comparison as text (blocks of columns no wider than `width`, the name repeated), Markdown or CSV."""
+    if fmt == "csv":
+        return df.to_csv()
+    view = df.copy()
+    if "exported_epoch" in view:  # "23/25": exported epoch (0-based) / epochs run
+        view["exported_epoch"] = [
+            f"{_cell(e)}/{_cell(n)}" for e, n in zip(df["exported_epoch"], df["epochs_run"], strict=True)
+        ]
+        view = view.drop(columns="epochs_run")
+    view = view.map(_cell).rename(columns=short)
+    if fmt == "md":
+        return view.to_markdown(disable_numparse=True) + "\n"
+    text = view.to_string(line_width=width)
+    renamed = ", ".join(f"{short[k]} = {k}" for k in df.columns if "." in k and short.get(k) != k)
+    notes = ["epoch: exported epoch (0-based) / epochs run; accuracies and val loss of the exported epoch"]
+    if renamed:
+        notes.append(f"params: {renamed}")
+    return text + "\n\n" + "\n".join(textwrap.fill(n, width, subsequent_indent="  ") for n in notes) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .cli import main as cli_main
+
+    return cli_main(argv, "python -m tmpretrain.experiments", ("list", "show", "run", "queue", "table", "compare"))
 
 
 if __name__ == "__main__":

@@ -1,28 +1,39 @@
 """Export of encoder.pt / actions_head.pt in the agent's exact layout, their metadata, and verified loading.
 
-The contract: plain dicts of float32 CPU tensors, keys without wrapper prefixes, shapes exactly the agent's;
-anything else fails loudly (ExportError) instead of producing a file that would load partially.
+The contract: plain dicts of finite float32 CPU tensors, keys without wrapper prefixes, shapes exactly the agent's;
+anything else fails loudly (ExportError, one line naming the file) instead of producing or accepting a file that
+would load partially. A new export replaces the previous one only once it is complete and verified
+(`replace_when_complete`): a run that fails or is killed while exporting leaves the previous export as it was.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
+import re
+import shutil
 import subprocess
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Annotated, Literal
 
 import torch
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError
 from torch import nn
 
 from .actions import N_ACTIONS, action_table
-from .errors import PretrainError
-from .models import FLOAT_FEATURE_DIM, encoder_output_dim
+from .errors import ExportError
+from .models import FLOAT_FEATURE_DIM, FLOAT_INPUT_DIM, encoder_output_dim
+from .params import AGENT_DENSE_HIDDEN
 
 __all__ = [
     "ENCODER_FILE",
     "ACTIONS_HEAD_FILE",
+    "FLOAT_FEATURES_FILE",
     "META_FILE",
+    "LABEL_TIMING_FILE",
     "AGENT_HEAD_HIDDEN",
     "ENCODER_SHAPES",
     "ExportError",
@@ -31,9 +42,11 @@ __all__ = [
     "arch_hash",
     "export_actions_head",
     "export_encoder",
+    "export_float_features",
     "git_commit",
     "head_index",
     "load_export",
+    "replace_when_complete",
     "sha256_file",
     "strip_prefixes",
     "write_meta",
@@ -41,8 +54,13 @@ __all__ = [
 
 ENCODER_FILE = "encoder.pt"
 ACTIONS_HEAD_FILE = "actions_head.pt"
+FLOAT_FEATURES_FILE = "float_feature_extractor.pt"
 META_FILE = "pretrain_meta.json"
-AGENT_HEAD_HIDDEN = 512  # the agent's dense_hidden_dimension 1024 // 2
+LABEL_TIMING_FILE = "label_timing.json"
+AGENT_HEAD_HIDDEN = AGENT_DENSE_HIDDEN // 2  # 512: the agent's A_head hidden width
+# Besides the weight files that pretrain_meta.json lists (with their sha256), an export directory holds only these.
+UNLISTED_FILES = (META_FILE, LABEL_TIMING_FILE)
+MAX_META_BYTES = 16 << 20  # a real pretrain_meta.json is a few KB
 _PREFIXES = ("_orig_mod.", "module.", "model.")
 
 ENCODER_SHAPES: dict[str, tuple[int, ...]] = {
@@ -55,10 +73,12 @@ ENCODER_SHAPES: dict[str, tuple[int, ...]] = {
     "6.weight": (32, 64, 3, 3),
     "6.bias": (32,),
 }
-
-
-class ExportError(PretrainError):
-    """An export that would not load strictly into the agent, or an export directory failing verification."""
+FLOAT_FEATURES_SHAPES: dict[str, tuple[int, ...]] = {
+    "0.weight": (FLOAT_FEATURE_DIM, FLOAT_INPUT_DIM),
+    "0.bias": (FLOAT_FEATURE_DIM,),
+    "2.weight": (FLOAT_FEATURE_DIM, FLOAT_FEATURE_DIM),
+    "2.bias": (FLOAT_FEATURE_DIM,),
+}
 
 
 def actions_head_shapes(input_dim: int, hidden: int = AGENT_HEAD_HIDDEN) -> dict[str, tuple[int, ...]]:
@@ -91,6 +111,7 @@ def _clean_state(module_or_state: nn.Module | Mapping) -> dict[str, torch.Tensor
 
 
 def _check(what: str, state: Mapping[str, torch.Tensor], expected: Mapping[str, tuple[int, ...]]) -> None:
+    """Exactly the expected keys and shapes, finite values."""
     if set(state) != set(expected):
         missing, extra = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
         raise ExportError(
@@ -100,6 +121,9 @@ def _check(what: str, state: Mapping[str, torch.Tensor], expected: Mapping[str, 
     for key, shape in expected.items():
         if tuple(state[key].shape) != tuple(shape):
             raise ExportError(f"{what}: {key} has shape {tuple(state[key].shape)}, the agent expects {tuple(shape)}")
+    bad = sorted(key for key, t in state.items() if not bool(torch.isfinite(t).all()))
+    if bad:
+        raise ExportError(f"{what}: {', '.join(bad)} hold NaN or infinite values (a diverged run?)")
 
 
 def export_encoder(encoder: nn.Module, path) -> dict[str, torch.Tensor]:
@@ -127,6 +151,14 @@ def export_actions_head(
                 f"{expected_input_dim}; a partial load is not a success, so nothing was written"
             )
     _check(f"actions head export to {path}", state, actions_head_shapes(expected_input_dim, expected_hidden))
+    torch.save(state, path)
+    return state
+
+
+def export_float_features(extractor: nn.Module, path) -> dict[str, torch.Tensor]:
+    """Save the agent's float_feature_extractor layout (keys 0.* and 2.*); returns the saved dict."""
+    state = _clean_state(extractor)
+    _check(f"float feature export to {path}", state, FLOAT_FEATURES_SHAPES)
     torch.save(state, path)
     return state
 
@@ -186,66 +218,185 @@ def write_meta(out_dir, meta: dict) -> dict:
     return meta
 
 
-def _image_hw(meta: dict) -> tuple[int, int] | None:
-    """The image size in the metadata: image_size [H, W] or {height, width}, or image_height + image_width."""
-    size = meta.get("image_size")
-    if isinstance(size, dict) and "height" in size and "width" in size:
-        return int(size["height"]), int(size["width"])
-    if isinstance(size, list | tuple) and len(size) == 2:
-        return int(size[0]), int(size[1])
-    if "image_height" in meta and "image_width" in meta:
-        return int(meta["image_height"]), int(meta["image_width"])
-    return None
+# ------------------------------------------------------------------------------------------- verification
+
+_WEIGHT_FILES = (ENCODER_FILE, ACTIONS_HEAD_FILE, FLOAT_FEATURES_FILE)
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
 
 
-def load_export(out_dir) -> tuple[dict, dict[str, dict[str, torch.Tensor]]]:
-    """Read pretrain_meta.json and every file it lists, verifying sha256 and the agent's shapes.
+class _FileRecord(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    sha256: Annotated[StrictStr, Field(pattern=r"^[0-9a-f]{64}$")]
+    bytes: Annotated[StrictInt, Field(ge=0)]
 
-    Returns (meta, {file name: state dict}). encoder.pt must have the img_head shapes; actions_head.pt must
-    have the A_head shapes for D = encoder_output_dim(image size) + 256 (and meta["head_input_dim"] if
-    recorded). Every tensor must be float32.
-    """
-    out_dir = Path(out_dir)
+
+class _MetaRecord(BaseModel):
+    """The keys a consumer relies on (the writers record many more, all kept in the returned meta)."""
+
+    model_config = ConfigDict(extra="allow")
+    level: Literal[0, 1]
+    image_size: tuple[Annotated[StrictInt, Field(ge=1, le=4096)], Annotated[StrictInt, Field(ge=1, le=4096)]]
+    image_normalization: Literal["iqn", "01"]
+    files: Annotated[dict[StrictStr, _FileRecord], Field(min_length=1)]
+    head_input_dim: StrictInt | None = None
+
+
+def _read_meta(out_dir: Path) -> dict:
     meta_path = out_dir / META_FILE
+    if not out_dir.exists():
+        raise ExportError(f"{out_dir}: not found; is it an export directory (holding {META_FILE})?")
+    if not out_dir.is_dir():
+        raise ExportError(f"{out_dir}: not a directory; an export is a directory holding {META_FILE}")
     try:
+        if meta_path.stat().st_size > MAX_META_BYTES:
+            raise ExportError(f"{meta_path}: {meta_path.stat().st_size} bytes; a {META_FILE} is a few KB")
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ExportError(f"{meta_path}: not found; is {out_dir} an export directory?") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ExportError(f"{meta_path}: cannot be read ({exc})") from None
     except json.JSONDecodeError as exc:
         raise ExportError(f"{meta_path}: not valid JSON ({exc})") from None
-    files = meta.get("files")
-    if not isinstance(files, dict) or not files:
-        raise ExportError(f"{meta_path}: lists no files")
+    except RecursionError:
+        raise ExportError(f"{meta_path}: nested too deeply to be export metadata") from None
+    if not isinstance(meta, dict):
+        raise ExportError(f"{meta_path}: not a JSON object")
+    try:
+        _MetaRecord.model_validate(meta)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"]) or "<top>"
+        value = repr(err.get("input"))
+        value = value if len(value) <= 60 else value[:57] + "..."
+        raise ExportError(f"{meta_path}: {where}: {err['msg'].lower()} (got {value})") from None
+    return meta
+
+
+def _check_files(out_dir: Path, meta: dict) -> None:
+    """The listed names are the agent's weight files, all there, and nothing else is in the directory."""
+    meta_path = out_dir / META_FILE
+    for name in meta["files"]:
+        if not _PLAIN_NAME.fullmatch(name) or any(sep in name for sep in ("/", "\\", os.sep)):
+            raise ExportError(f"{meta_path}: file name {name!r} is not a plain file name (no paths, no '..')")
+        if name not in _WEIGHT_FILES:
+            raise ExportError(f"{meta_path}: lists {name!r}; an export holds only {', '.join(_WEIGHT_FILES)}")
+    if ENCODER_FILE not in meta["files"]:
+        raise ExportError(f"{meta_path}: lists no {ENCODER_FILE}; every export has the encoder")
+    if meta.get("head_input_dim") is not None and ACTIONS_HEAD_FILE not in meta["files"]:
+        raise ExportError(f"{meta_path}: records head_input_dim (an A_head) but lists no {ACTIONS_HEAD_FILE}")
+    for name in meta["files"]:
+        if not (out_dir / name).is_file():
+            raise ExportError(f"{out_dir / name}: listed in {META_FILE} but missing")
+    for entry in sorted(out_dir.iterdir()):
+        if entry.name not in meta["files"] and entry.name not in UNLISTED_FILES:
+            kind = "directory" if entry.is_dir() else "file"
+            raise ExportError(f"{entry}: unexpected {kind} in the export (not listed in {META_FILE})")
+
+
+def _load_state(path: Path, record: dict) -> dict[str, torch.Tensor]:
+    size = path.stat().st_size
+    if size != record["bytes"]:
+        raise ExportError(f"{path}: {size} bytes, {META_FILE} records {record['bytes']}")
+    digest = sha256_file(path)
+    if digest != record["sha256"]:
+        raise ExportError(f"{path}: sha256 {digest} does not match {record['sha256']} recorded in {META_FILE}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # any unreadable file is an export error
+        raise ExportError(f"{path}: cannot be loaded ({' '.join(str(exc).split())[:200]})") from None
+    if not isinstance(state, dict) or not all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()
+    ):
+        raise ExportError(f"{path}: not a plain dict of tensors")
+    bad = sorted(k for k, v in state.items() if v.dtype != torch.float32)
+    if bad:
+        raise ExportError(f"{path}: tensors {bad} are not float32")
+    return state
+
+
+def load_export(out_dir) -> tuple[dict, dict[str, dict[str, torch.Tensor]]]:
+    """Read pretrain_meta.json and every file it lists, verifying the directory, sizes, sha256 and the agent's
+    shapes; any problem is one ExportError naming the file.
+
+    Returns (meta, {file name: state dict}). encoder.pt must have the img_head shapes; actions_head.pt (present
+    with bc.use_actions_head) the A_head shapes for D = encoder_output_dim(image size) + 256, equal to
+    meta["head_input_dim"]; float_feature_extractor.pt the agent's float_feature_extractor shapes. Every tensor
+    must be finite float32.
+    """
+    out_dir = Path(out_dir)
+    meta = _read_meta(out_dir)
+    _check_files(out_dir, meta)
     states: dict[str, dict[str, torch.Tensor]] = {}
-    for name, info in files.items():
+    for name, record in meta["files"].items():
         path = out_dir / name
-        if not path.is_file():
-            raise ExportError(f"{path}: listed in {META_FILE} but missing")
-        digest = sha256_file(path)
-        if digest != info.get("sha256"):
-            raise ExportError(f"{path}: sha256 {digest} does not match {info.get('sha256')} recorded in {META_FILE}")
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:  # any unreadable file is an export error
-            raise ExportError(f"{path}: cannot be loaded ({exc})") from None
-        if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-            raise ExportError(f"{path}: not a plain dict of tensors")
-        bad = sorted(k for k, v in state.items() if v.dtype != torch.float32)
-        if bad:
-            raise ExportError(f"{path}: tensors {bad} are not float32")
+        state = _load_state(path, record)
         if name == ENCODER_FILE:
-            _check(str(path), state, ENCODER_SHAPES)
-        elif name == ACTIONS_HEAD_FILE:
-            hw = _image_hw(meta)
-            if hw is None:
-                raise ExportError(f"{path}: {META_FILE} records no image size, so the head width cannot be checked")
-            expected = encoder_output_dim(*hw) + FLOAT_FEATURE_DIM
+            expected = ENCODER_SHAPES
+        elif name == FLOAT_FEATURES_FILE:
+            expected = FLOAT_FEATURES_SHAPES
+        else:
+            height, width = meta["image_size"]
+            try:
+                input_dim = encoder_output_dim(height, width) + FLOAT_FEATURE_DIM
+            except ValueError as exc:
+                raise ExportError(f"{out_dir / META_FILE}: image_size {height}x{width}: {exc}") from None
             recorded = meta.get("head_input_dim")
-            if recorded is not None and int(recorded) != expected:
+            if recorded is not None and recorded != input_dim:
                 raise ExportError(
-                    f"{path}: {META_FILE} records head_input_dim {recorded} but image size {hw[0]}x{hw[1]} "
-                    f"gives the agent's D = {expected}"
+                    f"{path}: {META_FILE} records head_input_dim {recorded} but image size {height}x{width} "
+                    f"gives the agent's D = {input_dim}"
                 )
-            _check(str(path), state, actions_head_shapes(expected))
+            expected = actions_head_shapes(input_dim)
+        _check(str(path), state, expected)
         states[name] = state
     return meta, states
+
+
+# ------------------------------------------------------------------------------------------- replacing
+
+
+@contextmanager
+def replace_when_complete(out_dir) -> Iterator[Path]:
+    """Write a new export into the yielded sibling directory; on success it is verified with `load_export` and
+    takes the place of `out_dir`. On an exception (or a kill) `out_dir` keeps the previous export untouched.
+
+        with replace_when_complete("models/bc") as staging:
+            export_encoder(encoder, staging / ENCODER_FILE)
+            write_meta(staging, meta)
+    """
+    out_dir = Path(out_dir)
+    staging = out_dir.with_name(f".{out_dir.name}.partial")
+    shutil.rmtree(staging, ignore_errors=True)  # left by a killed run
+    staging.mkdir(parents=True)
+    try:
+        yield staging
+        load_export(staging)  # what we wrote must pass the same verification a consumer runs
+        _swap_in(staging, out_dir)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _swap_in(staging: Path, out_dir: Path) -> None:
+    """Put `staging` in the place of `out_dir` with directory renames (no directory is ever half old, half new).
+    Windows cannot rename a directory while a program holds a file in it open: then the files move one by one
+    (os.replace, atomic per file) and the ones the new export lacks are removed."""
+    previous = out_dir.with_name(f".{out_dir.name}.previous")
+    shutil.rmtree(previous, ignore_errors=True)
+    try:
+        if out_dir.exists():
+            os.replace(out_dir, previous)
+        try:
+            os.replace(staging, out_dir)
+        except OSError:
+            if previous.exists() and not out_dir.exists():
+                os.replace(previous, out_dir)  # put the previous export back before the fallback
+            raise
+    except OSError:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        new = {p.name for p in staging.iterdir()}
+        for name in sorted(new):
+            os.replace(staging / name, out_dir / name)
+        for stale in out_dir.iterdir():
+            if stale.name not in new:
+                shutil.rmtree(stale) if stale.is_dir() else stale.unlink()
+    shutil.rmtree(previous, ignore_errors=True)

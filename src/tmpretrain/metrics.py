@@ -5,6 +5,8 @@ Metric names (exactly):
   val/acc_action/<action name>, val/main_actions_acc, val/balanced_acc, val/macro_f1  (export-offset head)
   val/offset/<offset label>/acc_action/<action name>                                  (only with > 1 offset)
   val/support/<action name>                                                           (support_counts)
+  test/loss, test/acc, test/acc_offset/<label>, test/main_actions_acc, test/balanced_acc, test/macro_f1
+                                       (the exported epoch only, on the test tracks: never seen by selection)
 Offset labels: -10 -> "-10ms", 0 -> "0ms", 10 -> "+10ms". Action names come from tmpretrain.actions.
 """
 
@@ -73,8 +75,8 @@ def epoch_metrics(
     export_offset_ms: int,
 ) -> dict[str, float]:
     """All metrics of one epoch by their final names (module docstring); cms[i] belongs to offsets_ms[i]."""
-    if split not in ("train", "val"):
-        raise ValueError(f"split must be 'train' or 'val', got {split!r}")
+    if split not in ("train", "val", "test"):
+        raise ValueError(f"split must be 'train', 'val' or 'test', got {split!r}")
     if len(cms) != len(offsets_ms):
         raise ValueError(f"{len(cms)} confusion matrices for {len(offsets_ms)} offsets {list(offsets_ms)}")
     offsets_ms = [int(d) for d in offsets_ms]
@@ -85,12 +87,13 @@ def epoch_metrics(
     out = {f"{split}/loss": float(loss), f"{split}/acc": main["acc"]}
     for d, s in zip(offsets_ms, summaries, strict=True):
         out[f"{split}/acc_offset/{offset_label(d)}"] = s["acc"]
+    if split in ("val", "test"):  # test: the selected epoch's held-out summary, no per-action curves
+        out[f"{split}/main_actions_acc"] = main["main_actions_acc"]
+        out[f"{split}/balanced_acc"] = main["balanced_acc"]
+        out[f"{split}/macro_f1"] = main["macro_f1"]
     if split == "val":
         for name, acc in main["acc_action"].items():
             out[f"val/acc_action/{name}"] = acc
-        out["val/main_actions_acc"] = main["main_actions_acc"]
-        out["val/balanced_acc"] = main["balanced_acc"]
-        out["val/macro_f1"] = main["macro_f1"]
         if len(offsets_ms) > 1:
             for d, s in zip(offsets_ms, summaries, strict=True):
                 for name, acc in s["acc_action"].items():

@@ -1,15 +1,18 @@
 """The two training runs, end to end: check params, open the frame store, train, export the selected epoch.
 
 Stages call `run_vis` / `run_bc`; tests call them on tiny stores. Outputs go to `out_dir` (the DVC-versioned
-model directory) and `live_dir` (DVCLive metrics and plots).
+model directory) and `live_dir` (DVCLive metrics and plots). With a `checkpoint_dir` (the stages': under
+CHECKPOINT_ROOT, outside every DVC output, which DVC deletes before a rerun) each finished epoch is checkpointed,
+a rerun with the same params, data and code resumes from the last one, and a finished run removes it.
 """
 
 from __future__ import annotations
 
 import difflib
+import hashlib
 import json
 import shutil
-from dataclasses import asdict
+import sys
 from pathlib import Path
 
 import lightning as L
@@ -24,17 +27,30 @@ from .export import (
     ACTIONS_HEAD_FILE,
     AGENT_HEAD_HIDDEN,
     ENCODER_FILE,
+    FLOAT_FEATURES_FILE,
+    LABEL_TIMING_FILE,
     arch_hash,
     export_actions_head,
     export_encoder,
+    export_float_features,
     git_commit,
     load_export,
+    replace_when_complete,
+    sha256_file,
     write_meta,
 )
 from .metrics import epoch_metrics, offset_label
 from .models import VISION_TASK_METRICS, BCModel, encoder_output_dim
-from .params import BCParams, VisParams
-from .training import BCModule, EpochLogger, VisModule, build_trainer, inverse_frequency_weights
+from .params import BCParams, VisParams, as_dict, set_nested
+from .training import (
+    BCModule,
+    EpochCheckpoint,
+    EpochLogger,
+    VisModule,
+    build_trainer,
+    device_summary,
+    inverse_frequency_weights,
+)
 from .windows import Samples, build_samples, label_timing_report
 
 BC_HEADLINE = [
@@ -47,6 +63,9 @@ BC_HEADLINE = [
     "val/macro_f1",
 ]
 VIS_HEADLINE = ["train/loss", "val/loss", "val/acc"]
+# The one line per epoch (with the selection metric where it is another); metrics.json and the plots have the rest.
+CONSOLE = ["train/loss", "val/loss", "val/acc"]
+CHECKPOINT_ROOT = Path(".tmpretrain/checkpoints")
 
 
 def check_image_size(store: FrameStore, key: str) -> None:
@@ -87,36 +106,103 @@ def vis_metric_names(params: VisParams) -> set[str]:
     return {"train/lr"} | {f"{s}/{k}" for s in ("train", "val") for k in ("loss", *VISION_TASK_METRICS[params.task])}
 
 
-def export_summary(stage: str, result: dict, out_dir: Path) -> str | None:
-    """The stage's closing line; None on DDP ranks other than 0, which export nothing."""
+def export_summary(stage: str, result: dict, out_dir: Path) -> list[str]:
+    """The stage's closing lines: the files, the epoch and the rule that chose it, the exported offset's head; a line
+    starting with "warning:" when no agent head was exported. Empty on DDP ranks other than 0 (they export nothing)."""
     if not result["exported"]:
+        return []
+    meta = result["meta"]
+    sel = meta["selection"]
+    rule = f"{'lowest' if sel['mode'] == 'min' else 'highest'} {sel['metric']}"
+    files = ", ".join(sorted(p.name for p in Path(out_dir).iterdir()))
+    epochs = meta["params"]["epochs"]
+    stopped = f"; early stopping after {sel['epochs_run']} of {epochs}" if sel["epochs_run"] < epochs else ""
+    lines = [
+        f"{stage}: exported epoch {sel['epoch']} of {sel['epochs_run']} run ({rule}: {sel['value']:.4f}{stopped}) "
+        f"to {out_dir}: {files}"
+    ]
+    if meta["level"] == 1:
+        offsets = ", ".join(offset_label(d) for d in meta["time_offsets_ms"])
+        head = f"offset {offset_label(meta['exported_offset_ms'])} (head {meta['exported_head_index']} of {offsets})"
+        if ACTIONS_HEAD_FILE in meta["files"]:
+            lines.append(f"  {ACTIONS_HEAD_FILE}: the A_head of {head}, input {meta['head_input']}")
+        else:
+            lines.append(
+                f"warning: no agent head exported: bc.use_actions_head is false, so the heads ({head}) are single "
+                f"Linear layers, not the agent's A_head; only {ENCODER_FILE} transfers "
+                f"(bc.use_actions_head: true exports {ACTIONS_HEAD_FILE})"
+            )
+    return lines
+
+
+def print_export_summary(stage: str, result: dict, out_dir: Path) -> None:
+    for line in export_summary(stage, result, out_dir):
+        print(line, file=sys.stderr if line.startswith("warning:") else sys.stdout, flush=True)
+
+
+def checkpoint_key(params, store: FrameStore, *inputs: Path) -> str:
+    """What a resume checkpoint belongs to: the stage's params, the frame store, the code (this package's modules,
+    the torch and Lightning versions) and input files (the Level 0 encoder a BC run starts from)."""
+    digest = hashlib.sha256()
+    about = {"params": as_dict(params), "cache": store.content_hash, "torch": torch.__version__, "L": L.__version__}
+    digest.update(json.dumps(about, sort_keys=True).encode())
+    package = Path(__file__).parent
+    for module in sorted(package.rglob("*.py")):
+        digest.update(module.relative_to(package).as_posix().encode() + b"\0" + module.read_bytes())
+    for path in inputs:
+        digest.update(sha256_file(path).encode())
+    return digest.hexdigest()
+
+
+def _epoch_checkpoint(directory: Path | None, key: str, stage: str) -> EpochCheckpoint | None:
+    """The run's checkpoint callback; a checkpoint left by a run with another key is removed first."""
+    if directory is None:
         return None
-    sel = result["selected"]
-    return (
-        f"{stage}: exported epoch {sel.epoch} of {len(result['history'])} ({sel.metric} {sel.value:.4f}) to {out_dir}"
-    )
+    key_file = directory / "key"
+    if directory.exists() and (not key_file.is_file() or key_file.read_text() != key):
+        if (directory / EpochCheckpoint.FILE).is_file():
+            print(f"{stage}: {directory} holds an interrupted run with other params, data or code; starting afresh")
+        shutil.rmtree(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    key_file.write_text(key)
+    return EpochCheckpoint(directory)
 
 
-def _prepare(out_dir: Path, live_dir: Path, seed: int) -> None:
-    # Stale files from an earlier run must never ride along with this one's results.
-    for d in (out_dir, live_dir):
-        shutil.rmtree(d, ignore_errors=True)
-    out_dir.mkdir(parents=True)
+def _prepare(live_dir: Path, seed: int) -> None:
+    # Stale files from an earlier run must never ride along with this one's results. (The export directory is
+    # replaced as a whole once the new export is complete: export.replace_when_complete.)
+    shutil.rmtree(live_dir, ignore_errors=True)
     L.seed_everything(seed, workers=True, verbose=False)
 
 
-def _fit(module, data: FrameDataModule, params, live_dir: Path, headline: list[str]) -> EpochLogger:
-    logger = EpochLogger(live_dir, params.selection, headline)
-    trainer = build_trainer(params.trainer, params.epochs, params.grad_clip, params.early_stopping, logger)
+def _fit(
+    module, data: FrameDataModule, params, live_dir: Path, headline: list[str], checkpoint: EpochCheckpoint | None
+) -> EpochLogger:
+    group = type(params).__name__.removesuffix("Params").lower()
+    logger = EpochLogger(live_dir, params.selection, headline, CONSOLE)
+    trainer = build_trainer(params.trainer, params.epochs, params.grad_clip, params.early_stopping, logger, checkpoint)
+    if trainer.is_global_zero:
+        print(
+            f"pretrain_{group}: {device_summary(trainer, params.trainer.accelerator)}; "
+            f"{len(data.train)} train / {len(data.val)} val samples",
+            flush=True,
+        )
     if params.trainer.compile:
         module.model = torch.compile(module.model)
-    trainer.fit(module, datamodule=data)
+    resume = checkpoint.path if checkpoint is not None and checkpoint.path.is_file() else None
+    trainer.fit(module, datamodule=data, ckpt_path=resume)
     if logger.selected.epoch < 0:
         raise ParamsError(
-            f"{type(params).__name__.removesuffix('Params').lower()}.selection.metric",
+            f"{group}.selection.metric",
             f"{logger.selected.metric} was never finite; nothing to export",
         )
     return logger
+
+
+def _finished(checkpoint: EpochCheckpoint | None) -> None:
+    # The export is complete and verified: nothing is left to resume.
+    if checkpoint is not None:
+        shutil.rmtree(checkpoint.directory, ignore_errors=True)
 
 
 def _common_meta(store: FrameStore, params, selected, history_len: int) -> dict:
@@ -134,10 +220,10 @@ def _common_meta(store: FrameStore, params, selected, history_len: int) -> dict:
         "data": {
             "cache_content_hash": store.content_hash,
             "cache_preprocessing": store.meta["preprocessing"],
-            "split": {k: store.meta["split"][k] for k in ("seed", "val_fraction", "val_tracks")},
+            "split": {k: v for k, v in store.meta["split"].items() if k != "train_tracks"},
         },
         "git_commit": git_commit(),
-        "params": asdict(params),
+        "params": as_dict(params),
     }
 
 
@@ -161,11 +247,14 @@ def frame_samples(store: FrameStore, split: str) -> Samples:
     )
 
 
-def run_vis(params: VisParams, cache_dir: Path, out_dir: Path, live_dir: Path) -> dict:
+def run_vis(
+    params: VisParams, cache_dir: Path, out_dir: Path, live_dir: Path, checkpoint_dir: Path | None = None
+) -> dict:
     store = FrameStore.open(cache_dir)
     check_image_size(store, "data.image_height / data.image_width")
     check_metric_names("vis", params, vis_metric_names(params))
-    _prepare(out_dir, live_dir, params.seed)
+    checkpoint = _epoch_checkpoint(checkpoint_dir, checkpoint_key(params, store), "pretrain_vis")
+    _prepare(live_dir, params.seed)
     data = FrameDataModule(
         store,
         frame_samples(store, "train"),
@@ -176,21 +265,22 @@ def run_vis(params: VisParams, cache_dir: Path, out_dir: Path, live_dir: Path) -
         cache_on_device=params.trainer.cache_on_device,
     )
     module = VisModule(params, store.image_hw)
-    logger = _fit(module, data, params, live_dir, VIS_HEADLINE)
+    logger = _fit(module, data, params, live_dir, VIS_HEADLINE, checkpoint)
     if not logger.is_global_zero:  # DDP: rank 0 alone writes the export (all ranks hold the same weights)
         return {"selected": logger.selected, "history": logger.history, "exported": False}
     module.model.load_state_dict(logger.selected.state_dict)
-    export_encoder(module.model.encoder, out_dir / ENCODER_FILE)
-    meta = {
-        "level": 0,
-        "task": params.task,
-        "n_stack": 1,
-        "encoder_arch_hash": arch_hash(module.model.encoder),
-        **_common_meta(store, params, logger.selected, len(logger.history)),
-    }
-    write_meta(out_dir, meta)
-    load_export(out_dir)  # what we wrote must pass the same verification a consumer runs
-    return {"selected": logger.selected, "history": logger.history, "exported": True}
+    with replace_when_complete(out_dir) as staging:  # verified, then in place of the previous export
+        export_encoder(module.model.encoder, staging / ENCODER_FILE)
+        meta = {
+            "level": 0,
+            "task": params.task,
+            "n_stack": 1,
+            "encoder_arch_hash": arch_hash(module.model.encoder),
+            **_common_meta(store, params, logger.selected, len(logger.history)),
+        }
+        meta = write_meta(staging, meta)
+    _finished(checkpoint)
+    return {"selected": logger.selected, "history": logger.history, "exported": True, "meta": meta}
 
 
 # ------------------------------------------------------------------------------------------ Level 1
@@ -220,12 +310,40 @@ def check_bc_params(params: BCParams, store: FrameStore, encoder_init_path: Path
         raise ParamsError("bc.trainer.cache_on_device", "is not supported together with bc.use_floats")
 
 
+def score_split(module: BCModule, data: FrameDataModule, samples: Samples) -> dict[str, float]:
+    """The module's current weights on `samples` (e.g. the test tracks): the metrics of tmpretrain.metrics."""
+    module.eval()
+    module._reset("test")
+    with torch.no_grad():
+        for batch in data.single_process_loader(samples):
+            batch = {k: v.to(module.device) for k, v in batch.items()}
+            module._step(data.on_after_batch_transfer(batch, 0), "test")
+    acc = module._test_acc
+    p = module.params
+    return epoch_metrics("test", module._epoch_loss(acc), acc["cms"], p.time_offsets_ms, p.export_offset_ms)
+
+
+def add_test_metrics(metrics_file: Path, metrics: dict[str, float]) -> None:
+    """Nest `test/...` into the run's DVC metrics file beside train/val (`dvc exp show` columns test.acc ...)."""
+    summary = json.loads(metrics_file.read_text(encoding="utf-8"))
+    for name, value in metrics.items():
+        set_nested(summary, name, value, sep="/")
+    metrics_file.write_text(json.dumps(summary, indent=4) + "\n", encoding="utf-8")
+
+
 def run_bc(
-    params: BCParams, cache_dir: Path, out_dir: Path, live_dir: Path, encoder_init_path: Path = Path("models/vis")
+    params: BCParams,
+    cache_dir: Path,
+    out_dir: Path,
+    live_dir: Path,
+    encoder_init_path: Path = Path("models/vis"),
+    checkpoint_dir: Path | None = None,
 ) -> dict:
     store = FrameStore.open(cache_dir)
     check_bc_params(params, store, encoder_init_path)
-    _prepare(out_dir, live_dir, params.seed)
+    inputs = [encoder_init_path / ENCODER_FILE] if params.encoder_init == "vis" else []
+    checkpoint = _epoch_checkpoint(checkpoint_dir, checkpoint_key(params, store, *inputs), "pretrain_bc")
+    _prepare(live_dir, params.seed)
     offsets = params.time_offsets_ms
     train = build_samples(store, "train", params.n_stack, offsets, params.target)
     val = build_samples(store, "val", params.n_stack, offsets, params.target)
@@ -258,45 +376,47 @@ def run_bc(
         params,
         live_dir,
         BC_HEADLINE + [f"val/acc_offset/{offset_label(d)}" for d in offsets if len(offsets) > 1],
+        checkpoint,
     )
     if not logger.is_global_zero:  # DDP: rank 0 alone writes the export (all ranks hold the same weights)
         return {"selected": logger.selected, "history": logger.history, "timing": None, "exported": False}
     model: BCModel = module.model
     model.load_state_dict(logger.selected.state_dict)
-    export_encoder(model.encoder, out_dir / ENCODER_FILE)
-    head = module.export_head
-    if params.use_actions_head:
-        export_actions_head(model.heads[head], out_dir / ACTIONS_HEAD_FILE, model.head_input_dim)
-    if params.use_floats:
-        torch.save(
-            {k: v.float().contiguous() for k, v in model.float_feature_extractor.state_dict().items()},
-            out_dir / "float_feature_extractor.pt",
-        )
-    timing = label_timing_report(store, val, offsets, params.target)
-    (out_dir / "label_timing.json").write_text(json.dumps(timing, indent=2) + "\n", encoding="utf-8")
-    meta = {
-        "level": 1,
-        "actions": action_table(),
-        "main_actions": list(MAIN_ACTIONS),
-        "target": params.target,
-        "time_offsets_ms": offsets,
-        "offset_weights": params.offset_weights,
-        "exported_offset_ms": params.export_offset_ms,
-        "exported_head_index": head,
-        "n_stack": params.n_stack,
-        "head_input": "stack_fused" if params.n_stack > 1 else "img_head",
-        "head_layout": "A_head" if params.use_actions_head else "linear (not exported: not the agent's layout)",
-        "head_input_dim": model.head_input_dim if params.use_actions_head else None,
-        "use_floats": params.use_floats,
-        "encoder_init": params.encoder_init,
-        "encoder_init_meta": {"selection": init_meta.get("selection"), "task": init_meta.get("task")}
-        if init_meta
-        else None,
-        "encoder_arch_hash": arch_hash(model.encoder),
-        "model_arch_hash": arch_hash(model),
-        "label_fallback_replays": store.meta["label_fallback_replays"],
-        **_common_meta(store, params, logger.selected, len(logger.history)),
-    }
-    write_meta(out_dir, meta)
-    load_export(out_dir)
-    return {"selected": logger.selected, "history": logger.history, "timing": timing, "exported": True}
+    if len(store.replay_ids("test")):  # a cache built with data.test_fraction > 0
+        test = build_samples(store, "test", params.n_stack, offsets, params.target)
+        add_test_metrics(live_dir / "metrics.json", score_split(module, data, test))
+    with replace_when_complete(out_dir) as staging:  # verified, then in place of the previous export
+        export_encoder(model.encoder, staging / ENCODER_FILE)
+        head = module.export_head
+        if params.use_actions_head:
+            export_actions_head(model.heads[head], staging / ACTIONS_HEAD_FILE, model.head_input_dim)
+        if params.use_floats:
+            export_float_features(model.float_feature_extractor, staging / FLOAT_FEATURES_FILE)
+        timing = label_timing_report(store, val, offsets, params.target)
+        (staging / LABEL_TIMING_FILE).write_text(json.dumps(timing, indent=2) + "\n", encoding="utf-8")
+        meta = {
+            "level": 1,
+            "actions": action_table(),
+            "main_actions": list(MAIN_ACTIONS),
+            "target": params.target,
+            "time_offsets_ms": offsets,
+            "offset_weights": params.offset_weights,
+            "exported_offset_ms": params.export_offset_ms,
+            "exported_head_index": head,
+            "n_stack": params.n_stack,
+            "head_input": "stack_fused" if params.n_stack > 1 else "img_head",
+            "head_layout": "A_head" if params.use_actions_head else "linear (not exported: not the agent's layout)",
+            "head_input_dim": model.head_input_dim if params.use_actions_head else None,
+            "use_floats": params.use_floats,
+            "encoder_init": params.encoder_init,
+            "encoder_init_meta": {"selection": init_meta.get("selection"), "task": init_meta.get("task")}
+            if init_meta
+            else None,
+            "encoder_arch_hash": arch_hash(model.encoder),
+            "model_arch_hash": arch_hash(model),
+            "label_fallback_replays": store.meta["label_fallback_replays"],
+            **_common_meta(store, params, logger.selected, len(logger.history)),
+        }
+        meta = write_meta(staging, meta)
+    _finished(checkpoint)
+    return {"selected": logger.selected, "history": logger.history, "timing": timing, "exported": True, "meta": meta}

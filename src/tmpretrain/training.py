@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import logging
 import math
+import os
+import sys
+import time
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import lightning as L
@@ -19,7 +22,7 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from dvclive import Live
-from lightning.pytorch.callbacks import Callback, EarlyStopping, TQDMProgressBar
+from lightning.pytorch.callbacks import Callback, Checkpoint, EarlyStopping, TQDMProgressBar
 
 from .actions import ACTION_NAMES, N_ACTIONS
 from .metrics import epoch_metrics, support_counts
@@ -229,12 +232,16 @@ class VisModule(L.LightningModule):
         self._counts = {"train": 0, "val": 0}
         self._synced: set[str] = set()
         self._generator: torch.Generator | None = None
+        self._resumed_generator_state: torch.Tensor | None = None
 
     def _step(self, batch: dict, split: str) -> torch.Tensor:
         x = normalize(batch["x"], self.params.image_normalization)  # (B, 1, H, W)
         if self._generator is None or self._generator.device != x.device:
             # SimCLR views and VAE noise come from a generator seeded like everything else.
             self._generator = torch.Generator(device=x.device).manual_seed(self.params.seed)
+            if self._resumed_generator_state is not None:  # a resumed run continues the interrupted run's stream
+                self._generator.set_state(self._resumed_generator_state)
+                self._resumed_generator_state = None
         loss, extra = self.model.loss(_channels_last(x, self.params.trainer.channels_last), self._generator)
         b = x.shape[0]
         sums = self._sums[split]
@@ -270,6 +277,13 @@ class VisModule(L.LightningModule):
     def on_validation_epoch_end(self) -> None:
         self.log_dict(self._means("val"), sync_dist=True)
 
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        if self._generator is not None:
+            checkpoint["vis_generator_state"] = self._generator.get_state()
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self._resumed_generator_state = checkpoint.get("vis_generator_state")
+
     def collect_epoch(self) -> tuple[dict[str, float], dict]:
         out = {**self._means("train"), **self._means("val")}
         self._sums = {"train": {}, "val": {}}
@@ -282,6 +296,17 @@ class VisModule(L.LightningModule):
 
 
 # ------------------------------------------------------------------------------------ epoch logger
+
+
+def terminal_output() -> bool:
+    """Progress bars only for a person watching: Lightning's bar writes to stdout, and redirected to a file (a CI
+    log, `dvc repro > log`) every redraw would be a line of carriage returns."""
+    return sys.stdout.isatty()
+
+
+def _say(trainer: L.Trainer, line: str) -> None:
+    bar = trainer.progress_bar_callback
+    bar.print(line) if bar is not None else print(line, flush=True)
 
 
 @dataclass
@@ -305,21 +330,48 @@ class Selected:
 
 
 class EpochLogger(Callback):
-    """Logs every epoch's metrics to DVCLive with x = epoch, keeps the selected epoch's weights, and prints a
-    one-line summary per epoch. On rank 0 only; the summary (metrics.json) gains a `best` block at the end."""
+    """Logs every epoch's metrics to DVCLive with x = epoch, keeps the selected epoch's weights, and prints one line
+    per epoch (the `console` metrics, seconds, `*best` when the epoch is the new selected one). On rank 0 only; the
+    summary (metrics.json) gains a `best` block with the `headline` metrics at the end.
 
-    def __init__(self, live_dir: Path, selection: SelectionParams, headline: list[str]):
+    Its state (history and selected weights) travels in a resume checkpoint; a resumed run rewrites the finished
+    epochs' DVCLive rows from it, since DVC deletes the stage's outputs before running it again."""
+
+    def __init__(self, live_dir: Path, selection: SelectionParams, headline: list[str], console: list[str]):
         self.live_dir = Path(live_dir)
         self.selected = Selected(selection.metric, selection.mode)
         self.headline = headline
+        self.console = console + [selection.metric] * (selection.metric not in console)
         self.live: Live | None = None
         self.history: list[dict] = []
         self.is_global_zero = True
+        self._epoch_start = 0.0
+
+    def state_dict(self) -> dict:
+        # Plain containers and tensors only: Lightning loads checkpoints with torch.load(weights_only=True).
+        sel = self.selected
+        return {"history": self.history, "selected": {f.name: getattr(sel, f.name) for f in fields(sel)}}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.history = list(state_dict["history"])
+        self.selected = Selected(**state_dict["selected"])
 
     def on_fit_start(self, trainer, pl_module) -> None:
         self.is_global_zero = trainer.is_global_zero
-        if trainer.is_global_zero:
-            self.live = Live(str(self.live_dir), dvcyaml=False, save_dvc_exp=False, report=None)
+        if not trainer.is_global_zero:
+            return
+        self.live = Live(str(self.live_dir), dvcyaml=False, save_dvc_exp=False, report=None)
+        if self.history:
+            for row in self.history:  # the same calls in the same order: the same files as the interrupted run's
+                for name, value in row.items():
+                    if name != "epoch":
+                        self.live.log_metric(name, value)
+                self.live.next_step()
+            last = self.history[-1]["epoch"]
+            _say(trainer, f"resuming after epoch {last}/{trainer.max_epochs} from {trainer.ckpt_path}")
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        self._epoch_start = time.perf_counter()
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         metrics, extra = pl_module.collect_epoch()
@@ -329,7 +381,8 @@ class EpochLogger(Callback):
         self.history.append({"epoch": epoch, **metrics})
         if self.selected.metric not in metrics:
             raise KeyError(f"selection metric {self.selected.metric!r} is not among the metrics: {sorted(metrics)}")
-        if self.selected.improves(metrics[self.selected.metric]):
+        best = self.selected.improves(metrics[self.selected.metric])
+        if best:
             state = {k: v.detach().cpu().clone() for k, v in pl_module.model.state_dict().items()}
             self.selected = Selected(
                 self.selected.metric,
@@ -344,10 +397,9 @@ class EpochLogger(Callback):
             for name, value in metrics.items():
                 self.live.log_metric(name, value)
             self.live.next_step()
-            shown = "  ".join(f"{k} {metrics[k]:.4f}" for k in self.headline if k in metrics)
-            line = f"epoch {epoch:3d}  {shown}"
-            bar = trainer.progress_bar_callback
-            bar.print(line) if bar is not None else print(line, flush=True)
+            shown = "  ".join(f"{k} {metrics[k]:.4f}" for k in self.console if k in metrics)
+            seconds = time.perf_counter() - self._epoch_start
+            _say(trainer, f"epoch {epoch}/{trainer.max_epochs}  {shown}  {seconds:.1f} s{'  *best' if best else ''}")
 
     def on_fit_end(self, trainer, pl_module) -> None:
         if self.live is None:
@@ -381,27 +433,131 @@ class EpochLogger(Callback):
                 y_label="actual",
             )
         self.live.end()
+        self._close_live()
+
+    def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
+        self._close_live()
+
+    def _close_live(self) -> None:
+        # DVCLive opens the project's DVC repository (and with it dulwich's pack files) and never closes it; left
+        # to interpreter shutdown, dulwich's __del__ prints "Exception ignored ... sys.meta_path is None".
+        repo = getattr(self.live, "_dvc_repo", None)
+        if repo is not None:
+            repo.close()
+        self.live = None
+
+
+# ------------------------------------------------------------------------------------------- resume
+
+
+def _global_rng_states() -> dict:
+    # The generators training draws from besides its own seeded ones (shuffles, SimCLR/VAE noise): dropout and
+    # the DataLoader's per-iterator seed draw from torch's global CPU (and CUDA) generator.
+    states = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def _set_global_rng_states(states: dict) -> None:
+    torch.set_rng_state(states["torch"])
+    if "cuda" in states and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
+
+
+class EpochCheckpoint(Checkpoint):
+    """After every finished epoch, everything a rerun needs to continue exactly where this run stopped, in one file
+    that `trainer.fit(ckpt_path=...)` resumes from: weights, optimizer, loop counters, EarlyStopping and EpochLogger
+    state (Lightning saves callbacks' state_dict), the global RNG states and whether training was told to stop.
+
+    A Checkpoint subclass, so that Lightning calls it after EarlyStopping at each epoch end (their state is then
+    this epoch's). Written aside and renamed: a kill mid-write leaves the previous epoch's file whole."""
+
+    FILE = "last.ckpt"
+
+    def __init__(self, directory: Path):
+        self.directory = Path(directory)
+        self.path = self.directory / self.FILE
+        self._trainer: L.Trainer | None = None
+        self._resumed_should_stop = False
+        self.saved_epoch: int | None = None  # the last epoch on disk
+
+    def setup(self, trainer, pl_module, stage) -> None:
+        self._trainer = trainer
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        partial = self.directory / (self.FILE + ".partial")
+        trainer.save_checkpoint(partial)  # every rank takes part; rank 0 writes
+        if trainer.is_global_zero:
+            os.replace(partial, self.path)
+        self.saved_epoch = trainer.current_epoch
+
+    def state_dict(self) -> dict:
+        # Called while this epoch's checkpoint is assembled: the RNG states are those at the end of the epoch.
+        trainer = self._trainer
+        return {
+            "rng": _gather_objects(_global_rng_states()),  # one per process: each DDP rank has its own dropout
+            "should_stop": bool(trainer and trainer.should_stop),
+            "epoch": trainer.current_epoch if trainer else None,
+        }
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        # Lightning restores callbacks just before the first training dataloader is iterated, which is where the
+        # interrupted run went next after saving: from here on both draw the same numbers.
+        states = state_dict["rng"]
+        rank = self._trainer.global_rank if self._trainer is not None else 0
+        _set_global_rng_states(states[rank] if rank < len(states) else states[0])
+        self._resumed_should_stop = state_dict["should_stop"]
+        self.saved_epoch = state_dict["epoch"]
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        if self._resumed_should_stop:  # early stopping had ended training: go straight to the export
+            trainer.should_stop = True
+
+    def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
+        if not isinstance(exception, KeyboardInterrupt) or not trainer.is_global_zero:
+            return
+        if self.saved_epoch is None:
+            print("interrupted before the first epoch ended: nothing to resume", flush=True)
+        else:
+            print(
+                f"interrupted: epochs 0-{self.saved_epoch} are saved in {self.directory}; run the stage again "
+                "with the same params to resume",
+                flush=True,
+            )
 
 
 # ------------------------------------------------------------------------------------------ trainer
 
 
-class _QuietLightning(logging.Filter):
-    """Drop Lightning's product advert from every run's output (it is not about this run)."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return "litlogger" not in record.getMessage()
-
-
-logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_QuietLightning())
+# Lightning's info lines ("GPU available: ...", "TPU available: ...", "`Trainer.fit` stopped: ...", its product
+# tips) say nothing a stage does not print itself (its device line). Warnings still come through, and so does
+# lightning.fabric's line about the processes of a DDP run.
+logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
 # Lightning 2.6 calls a pytree API that torch 2.13 deprecates; nothing for a user to act on.
 warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
 
 
+def device_summary(trainer: L.Trainer, requested: str) -> str:
+    """Which device Lightning picked (what `accelerator: auto` became), threads and processes."""
+    device = trainer.strategy.root_device
+    name = f"{device} ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else str(device)
+    processes = f", {trainer.world_size} processes" if trainer.world_size > 1 else ""
+    return f"device {name}, accelerator {requested}, {torch.get_num_threads()} CPU threads{processes}"
+
+
 def build_trainer(
-    trainer: TrainerParams, epochs: int, grad_clip: float, early: EarlyStoppingParams, logger: EpochLogger
+    trainer: TrainerParams,
+    epochs: int,
+    grad_clip: float,
+    early: EarlyStoppingParams,
+    logger: EpochLogger,
+    checkpoint: EpochCheckpoint | None = None,
 ) -> L.Trainer:
-    callbacks: list[Callback] = [logger, TQDMProgressBar(leave=False)]
+    bars = terminal_output()
+    callbacks: list[Callback] = [logger]
+    if bars:
+        callbacks.append(TQDMProgressBar(leave=False))
     if early.enabled:
         callbacks.append(
             EarlyStopping(
@@ -412,7 +568,11 @@ def build_trainer(
                 check_finite=True,
             )
         )
-    on_cpu = trainer.accelerator == "cpu"
+    if checkpoint is not None:
+        callbacks.append(checkpoint)
+    # `auto` runs on the CPU where there is no GPU: that run must be as bit-identical as an explicit `cpu` one.
+    no_gpu = not torch.cuda.is_available() and not torch.backends.mps.is_available()
+    on_cpu = trainer.accelerator == "cpu" or (trainer.accelerator == "auto" and no_gpu)
     return L.Trainer(
         accelerator=trainer.accelerator,
         devices=trainer.devices,
@@ -423,7 +583,8 @@ def build_trainer(
         gradient_clip_val=grad_clip or None,
         callbacks=callbacks,
         logger=False,
-        enable_checkpointing=False,
+        enable_checkpointing=checkpoint is not None,
+        enable_progress_bar=bars,
         num_sanity_val_steps=0,
         use_distributed_sampler=False,  # ShuffledBatches shards by rank itself
         # Bit-identical reruns on CPU; on GPUs some kernels have no deterministic variant, so only warn there.

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+import sys
 import time
 
 from ..cache import build_cache
@@ -12,6 +14,10 @@ from ..params import load_params
 @stage_entry
 def main() -> None:
     params = load_params()
+    # A file name that is not valid UTF-8 (kept by Python as surrogates) must print, not end the stage.
+    sys.stdout.reconfigure(errors="backslashreplace")
+    if hasattr(signal, "SIGXFSZ"):  # past a file size limit (ulimit -f) a write fails (an error), not the process
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     start = time.perf_counter()
     report = build_cache(params.data, include_floats=params.data.include_floats)
     seconds = time.perf_counter() - start
@@ -22,6 +28,8 @@ def main() -> None:
     )
     for item in report["skipped"][:20]:
         print(f"  skipped {item['path']}: {item['reason']}")
+    if report["n_skipped"] > 20:
+        print(f"  ... and {report['n_skipped'] - 20} more: {params.data.cache_dir}/ingest_report.json lists them all")
     if report["label_fallback_replays"]:
         print(
             f"  {len(report['label_fallback_replays'])} replays have no action timeline: their labels fall back "

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from ..errors import stage_entry
 from ..params import load_params
-from ..pretrain import export_summary, run_bc
+from ..pretrain import CHECKPOINT_ROOT, print_export_summary, run_bc
 
 MODEL_DIR = Path("models/bc")
 LIVE_DIR = Path("reports/bc")
@@ -15,10 +15,10 @@ LIVE_DIR = Path("reports/bc")
 @stage_entry
 def main() -> None:
     params = load_params()
-    result = run_bc(params.bc, Path(params.data.cache_dir), MODEL_DIR, LIVE_DIR)
-    line = export_summary("pretrain_bc", result, MODEL_DIR)
-    if line:
-        print(line)
+    result = run_bc(
+        params.bc, Path(params.data.cache_dir), MODEL_DIR, LIVE_DIR, checkpoint_dir=CHECKPOINT_ROOT / "pretrain_bc"
+    )
+    print_export_summary("pretrain_bc", result, MODEL_DIR)
 
 
 if __name__ == "__main__":

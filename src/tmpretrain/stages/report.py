@@ -1,21 +1,25 @@
-"""Stage `report`: the seed's analysis of the workspace's BC run -> reports/report.html (opens offline).
+"""Stage `report`: the seed's analysis of the workspace's run -> reports/report.html (opens offline).
 
-Other experiments or revisions: python -m tmpretrain.reports report v1.1 v1.2 -o reports/compare.html
+Other experiments or revisions: tmpretrain report v1.1 v1.2 -o reports/compare.html
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from ..errors import stage_entry
 from ..reports import WORKSPACE, write_report
 
 OUT = Path("reports/report.html")
+EVAL_DIR = Path("reports/eval")
 
 
 @stage_entry
 def main() -> None:
-    print(f"report: {write_report([WORKSPACE], OUT)}")
+    # `dvc exp run -n NAME` names the experiment in this variable: the report's title says which run it is.
+    label = os.environ.get("DVC_EXP_NAME") or WORKSPACE
+    print(f"report: {write_report([WORKSPACE], OUT, labels=[label], eval_dir=EVAL_DIR)}")
 
 
 if __name__ == "__main__":

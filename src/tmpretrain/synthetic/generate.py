@@ -7,7 +7,6 @@ which order they finish. Replays run in parallel (multiprocessing) and each writ
 
 from __future__ import annotations
 
-import math
 import multiprocessing as mp
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -16,20 +15,18 @@ from pathlib import Path
 
 import numpy as np
 
-from ..actions import ACTION_NAMES, N_ACTIONS, action_inputs
+from ..actions import ACTION_NAMES, N_ACTIONS
 from ..capture import write_replay
 from ..params import SynthParams
-from . import car as carmod
 from .driver import Driver, DriverStyle
+from .perturb import Perturber
+from .race import STEP_MS, Race, capture_step
 from .render import Renderer
 from .track import Track, generate_track
 
-STEP_MS = carmod.STEP_MS
 META_INTERVAL_MS = 100
-CAMERA_LAG_S = 0.25  # time constant of the chase camera's heading
-START_BEHIND_M = 5  # the car starts this far before the start line, standing still
 
-_TRACK_STREAM, _REPLAY_STREAM, _SCENERY_STREAM = 0, 1, 2
+_TRACK_STREAM, _REPLAY_STREAM, _SCENERY_STREAM, _PERTURB_STREAM = 0, 1, 2, 3
 
 
 def _entropy(seed: int) -> int:
@@ -61,6 +58,7 @@ class _Job:
     width: int
     height: int
     out_dir: str
+    perturbation_rate: float = 0.0
 
 
 @dataclass
@@ -74,6 +72,7 @@ class ReplayResult:
     laps_completed: int
     lap_times_ms: list[int]
     off_road_steps: int
+    perturbed_steps: int
     mean_speed: float
 
 
@@ -84,14 +83,14 @@ def simulate_replay(job: _Job, render: bool = True) -> dict:
     rng = np.random.default_rng([_entropy(job.seed), _REPLAY_STREAM, job.track_index, job.replay_index])
     style = DriverStyle.sample(rng)
     driver = Driver(track, style, rng)
+    # Its own stream: with rate 0 the expert, its mistakes and so the data are those of an unperturbed run.
+    perturber = Perturber(
+        job.perturbation_rate,
+        np.random.default_rng([_entropy(job.seed), _PERTURB_STREAM, job.track_index, job.replay_index]),
+    )
 
-    n = track.n
-    start_idx = (n - int(round(START_BEHIND_M / track.ds))) % n
-    sx, sy = track.points[start_idx]
-    yaw0 = track.heading_at(start_idx)
-    car = carmod.CarState(x=float(sx), y=float(sy), yaw=yaw0)
-    cam_heading = yaw0
-    cam_alpha = 1.0 - math.exp(-carmod.DT / CAMERA_LAG_S)
+    race = Race(track)
+    car = race.car
 
     n_steps = max(1, int(round(job.seconds * 1000 / STEP_MS)))
     duration_ms = n_steps * STEP_MS
@@ -101,74 +100,46 @@ def simulate_replay(job: _Job, render: bool = True) -> dict:
         t = int(round(j * 1000.0 / job.fps))
         if t >= duration_ms:
             break
-        capture_steps[int(round(t / STEP_MS))] = t
+        capture_steps[capture_step(t)] = t
         j += 1
 
     timeline = np.zeros(n_steps, dtype=np.int8)
     frames: list[np.ndarray] = []
     frame_times: list[int] = []
     meta: list[dict] = []
-    idx = start_idx
-    progress = -float(START_BEHIND_M)  # metres past the start line
-    lap_start_ms = None
-    lap_times: list[int] = []
-    laps = 0
     off_road = 0
+    perturbed = 0
     speed_sum = 0.0
-    hw = track.half_width + track.kerb_width
 
     for k in range(n_steps):
         t_ms = k * STEP_MS
-        new_idx, lat, _ = track.locate(car.x, car.y, idx, window=12)
-        delta = (new_idx - idx + n // 2) % n - n // 2
-        progress += delta * track.ds
-        idx = new_idx
-        lap_now = math.floor(progress / track.length)
-        if lap_now >= 0 and lap_start_ms is None:
-            lap_start_ms = t_ms
-        if lap_now > laps and lap_start_ms is not None:
-            lap_times.append(t_ms - lap_start_ms)
-            lap_start_ms = t_ms
-            laps = lap_now
-        on_road = abs(lat) <= hw
-        off_road += not on_road
+        race.locate(t_ms)
+        off_road += not race.on_road
         speed = car.speed
         speed_sum += speed
 
         if k in capture_steps:
             frame_times.append(capture_steps[k])
             if renderer is not None:
-                frames.append(renderer.render(car.x, car.y, car.yaw, cam_heading, speed))
+                frames.append(renderer.render(car.x, car.y, car.yaw, race.cam_heading, speed))
         if t_ms % META_INTERVAL_MS == 0:
-            vx, vy = car.velocity()
-            meta.append(
-                {
-                    "time_ms": t_ms,
-                    "position": [round(car.x, 3), round(car.y, 3), 0.0],
-                    "velocity": [round(vx, 3), round(vy, 3), 0.0],
-                    "yaw": round(car.yaw, 5),
-                    "speed": round(speed, 3),
-                    "steer": round(car.steer, 5),
-                    "on_road": bool(on_road),
-                    "lateral_offset": round(lat, 3),
-                    "progress_m": round(progress, 2),
-                }
-            )
+            meta.append(race.meta_snapshot(t_ms))
 
-        action = driver.act(car, idx)
-        timeline[k] = action
-        keys = action_inputs(action)
-        carmod.step(car, keys["accelerate"], keys["brake"], keys["left"], keys["right"], on_road)
-        cam_heading += (car.yaw - cam_heading) * cam_alpha
+        action = driver.act(car, race.idx)
+        timeline[k] = action  # the label: the expert's choice, also when a perturbation overrides it
+        executed = perturber.executed(action)
+        perturbed += executed != action
+        race.advance(executed)
 
     return {
         "timeline": timeline,
         "frames": frames,
         "frame_times": frame_times,
         "meta": meta,
-        "laps": laps,
-        "lap_times": lap_times,
+        "laps": race.laps,
+        "lap_times": race.lap_times,
         "off_road": off_road,
+        "perturbed": perturbed,
         "mean_speed": speed_sum / n_steps,
         "style": style,
     }
@@ -202,6 +173,12 @@ def _run_job(job: _Job) -> ReplayResult:
             "lap_times_ms": sim["lap_times"],
             "off_road_fraction": round(sim["off_road"] / len(timeline), 5),
             "driver_style": {k: round(v, 4) for k, v in vars(style).items()},
+            # Only when on: clean data keeps the bytes of a generator without perturbations.
+            **(
+                {"perturbation_rate": job.perturbation_rate, "perturbed_steps": sim["perturbed"]}
+                if job.perturbation_rate > 0
+                else {}
+            ),
         },
         capture_start_utc=datetime(2026, 1, 1, tzinfo=timezone.utc)
         + timedelta(hours=job.track_index, minutes=job.replay_index),
@@ -218,6 +195,7 @@ def _run_job(job: _Job) -> ReplayResult:
         laps_completed=sim["laps"],
         lap_times_ms=sim["lap_times"],
         off_road_steps=sim["off_road"],
+        perturbed_steps=sim["perturbed"],
         mean_speed=sim["mean_speed"],
     )
 
@@ -241,6 +219,7 @@ def generate_dataset(params: SynthParams, out_dir: Path, progress: bool = True) 
             width=int(params.width),
             height=int(params.height),
             out_dir=str(out_dir),
+            perturbation_rate=float(params.perturbation_rate),
         )
         for t in range(params.n_tracks)
         for r in range(params.replays_per_track)
@@ -249,7 +228,8 @@ def generate_dataset(params: SynthParams, out_dir: Path, progress: bool = True) 
     if progress:
         from tqdm import tqdm
 
-        bar = tqdm(total=len(jobs), desc="synthesize", unit="replay")
+        # disable=None: no bar when stderr is not a terminal (a log file gets no carriage-return redraws)
+        bar = tqdm(total=len(jobs), desc="synthesize", unit="replay", disable=None)
     results: list[ReplayResult] = []
     workers = max(1, min(int(params.workers), len(jobs)))
     if workers == 1:
@@ -288,6 +268,8 @@ def summarize(results: list[ReplayResult], params: SynthParams) -> dict:
         "replays_with_a_lap": int(sum(r.laps_completed > 0 for r in results)),
         "mean_lap_time_s": round(float(np.mean(lap_times)) / 1000, 3) if lap_times else None,
         "off_road_fraction": round(sum(r.off_road_steps for r in results) / max(steps, 1), 5),
+        "perturbation_rate": float(params.perturbation_rate),
+        "perturbed_fraction": round(sum(r.perturbed_steps for r in results) / max(steps, 1), 5),
         "mean_speed_mps": round(float(np.mean([r.mean_speed for r in results])), 3),
         "class_mix": _mix(frame_counts),
         "class_mix_steps": _mix(step_counts),

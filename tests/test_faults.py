@@ -1,0 +1,58 @@
+"""The fault record: `python -m tmpretrain.faults` runs (here on a sample) with no traceback, wrong result or lost
+output, and the table in docs/reliability.md lists exactly the corpus's fault classes and variant counts."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+from tmpretrain.faults import export_faults, export_write_faults, params_faults
+
+REPO = Path(__file__).resolve().parents[1]
+ROW = re.compile(
+    r"^\| (?P<cls>[^|*]+?) \| (?P<n>\d+) \| (?P<answer>[^|]*?) \| (?P<tb>\d+) \| (?P<wrong>\d+) \| (?P<lost>\d+) \|$"
+)
+
+
+def _rows(text: str) -> dict[str, dict]:
+    return {m["cls"]: m.groupdict() for m in map(ROW.match, text.splitlines()) if m}
+
+
+def test_the_command_on_a_sample_gives_only_clear_answers():
+    run = subprocess.run(
+        [sys.executable, "-m", "tmpretrain.faults", "--groups", "params", "exports", "--sample", "2"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    rows = _rows(run.stdout)
+    corpus = {f.fault_class for f in params_faults() + export_faults()} | {
+        f.fault_class for f, _ in export_write_faults()
+    }
+    assert set(rows) == corpus
+    for cls, row in rows.items():
+        assert 1 <= int(row["n"]) <= 2, cls
+        assert (row["tb"], row["wrong"], row["lost"]) == ("0", "0", "0"), cls
+        assert set(re.sub(r" \(\d+\)", "", row["answer"]).split(", ")) <= {"clear error", "handled"}, cls
+    assert "| **total** |" in run.stdout
+
+
+def test_the_table_in_the_docs_is_the_corpus():
+    """Variant counts cannot drift from the corpus (a new params key adds variants): regenerate the table with
+    `python -m tmpretrain.faults --update docs/reliability.md`."""
+    docs = _rows((REPO / "docs/reliability.md").read_text(encoding="utf-8"))
+    counts = Counter(f.fault_class for f in params_faults() + export_faults())
+    counts.update(f.fault_class for f, _ in export_write_faults())
+    try:
+        from tmpretrain.capture_faults import hostile_replays
+    except ImportError:
+        pass
+    else:
+        counts.update(f"ingest: {case.fault_class}" for case in hostile_replays())
+    assert {cls: int(row["n"]) for cls, row in docs.items()} == dict(counts)
+    for cls, row in docs.items():
+        assert (row["tb"], row["wrong"], row["lost"]) == ("0", "0", "0"), cls

@@ -1,0 +1,110 @@
+"""An interrupted training stage, run again with the same params, resumes from its last finished epoch and exports
+exactly what an uninterrupted run exports (the real stages, interrupted by SIGINT and SIGKILL); a checkpoint of
+other params, data or code is never resumed."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from test_logs import stage_command, stage_env, tiny_project
+from test_reliability import STAGE_TIMEOUT, cache  # noqa: F401  (cache: the stage tests' module-scoped store)
+from tmpretrain.params import parse_params
+from tmpretrain.pretrain import run_bc
+
+# Early stopping ends the run after epoch 1 (epoch 0 sets the reference, nothing improves by 10), and the selected
+# epoch is epoch 0: a resumed run gets both right only from the restored EarlyStopping and selected weights.
+BC = {
+    "encoder_init": "none",
+    "epochs": 4,
+    "batch_size": 32,
+    "time_offsets_ms": [0, 100],
+    "offset_weights": [1.0, 0.5],
+    "early_stopping": {"enabled": True, "monitor": "val/loss", "mode": "min", "patience": 1, "min_delta": 10.0},
+    "selection": {"metric": "train/loss", "mode": "max"},
+    "trainer": {"accelerator": "cpu"},
+}
+# The VAE draws noise from the module's own generator every step: its state must be restored too.
+VIS = {"task": "vae", "epochs": 3, "batch_size": 64, "trainer": {"accelerator": "cpu"}}
+OUTPUTS = {"pretrain_bc": ("models/bc", "reports/bc"), "pretrain_vis": ("models/vis", "reports/vis")}
+
+
+def _files(root: Path, stage: str) -> dict[str, str]:
+    """{path: sha256} of every file the stage wrote (weights, pretrain_meta.json, metrics.json, per-epoch TSVs)."""
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for d in OUTPUTS[stage]
+        for p in sorted((root / d).rglob("*"))
+        if p.is_file()
+    }
+
+
+def _run(root: Path, stage: str) -> str:
+    run = subprocess.run(
+        stage_command(stage), cwd=root, capture_output=True, text=True, env=stage_env(), timeout=STAGE_TIMEOUT
+    )
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    return run.stdout
+
+
+def _interrupt_after_first_epoch(root: Path, stage: str, sig: signal.Signals) -> str:
+    """Start the stage and send `sig` as soon as its first epoch's checkpoint is on disk (mid-epoch 1)."""
+    checkpoint = root / ".tmpretrain/checkpoints" / stage / "last.ckpt"
+    proc = subprocess.Popen(
+        stage_command(stage), cwd=root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=stage_env()
+    )
+    deadline = time.monotonic() + STAGE_TIMEOUT
+    while not checkpoint.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    proc.send_signal(sig)
+    out, _ = proc.communicate(timeout=STAGE_TIMEOUT)
+    assert proc.returncode == (1 if sig == signal.SIGINT else -sig), out[-3000:]
+    assert "exported" not in out, "the run finished before it was interrupted"
+    return out
+
+
+@pytest.mark.parametrize(
+    ("stage", "groups", "sig"),
+    [("pretrain_bc", {"bc": BC}, signal.SIGINT), ("pretrain_vis", {"vis": VIS}, signal.SIGKILL)],
+    ids=["bc-ctrl-c", "vis-kill"],
+)
+def test_an_interrupted_run_resumes_and_exports_what_an_uninterrupted_run_does(cache, tmp_path, stage, groups, sig):  # noqa: F811
+    reference = tiny_project(tmp_path / "reference", cache, **groups)
+    _run(reference, stage)
+
+    root = tiny_project(tmp_path / "interrupted", cache, **groups)
+    out = _interrupt_after_first_epoch(root, stage, sig)
+    if sig == signal.SIGINT:
+        assert "interrupted: epochs 0-0 are saved in .tmpretrain/checkpoints/pretrain_bc; run the stage again" in out
+    for d in OUTPUTS[stage]:  # DVC deletes a stage's outputs before it runs it again
+        shutil.rmtree(root / d, ignore_errors=True)
+
+    out = _run(root, stage)
+    assert "resuming after epoch 0/" in out
+    if stage == "pretrain_bc":  # the restored EarlyStopping ends the run where the uninterrupted one ended
+        assert "exported epoch 0 of 2 run (highest train/loss: " in out and "early stopping after 2 of 4" in out
+        assert "  actions_head.pt: the A_head of offset 0ms (head 0 of 0ms, +100ms), input img_head" in out
+    assert _files(root, stage) == _files(reference, stage)
+    assert not (root / ".tmpretrain/checkpoints" / stage).exists()  # removed once the export is written
+
+
+def test_a_checkpoint_of_other_params_is_not_resumed(cache, tmp_path, capsys):  # noqa: F811
+    # An interrupted run with another seed left its checkpoint: this run must start afresh and export its own
+    # epochs, and a finished run leaves no checkpoint behind.
+    directory = tmp_path / "checkpoints" / "pretrain_bc"
+    directory.mkdir(parents=True)
+    (directory / "key").write_text("a run with other params")
+    (directory / "last.ckpt").write_bytes(b"not loadable: resuming it would fail")
+    params = parse_params({"bc": {**BC, "early_stopping": {"enabled": False}, "epochs": 2}}).bc
+    result = run_bc(params, cache, tmp_path / "models", tmp_path / "reports", checkpoint_dir=directory)
+    assert len(result["history"]) == 2
+    out = capsys.readouterr().out
+    assert "holds an interrupted run with other params, data or code; starting afresh" in out
+    assert "resuming" not in out
+    assert not directory.exists()
