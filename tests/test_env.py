@@ -50,8 +50,12 @@ def test_passes_gymnasium_env_checker(kwargs):
 def test_observation_is_exactly_the_cache_frame_of_the_same_state(tmp_path):
     """Drive a synthesized replay's own action timeline in the env (on the same training track): at every
     captured frame the observation equals the frame ingest stored, and the floats equal ingest's floats."""
-    generate_dataset(SynthParams(n_tracks=2, replays_per_track=1, seconds_per_replay=2.0, workers=1), tmp_path / "r")
-    data = DataParams(replays_dir=str(tmp_path / "r"), cache_dir=str(tmp_path / "c"), val_fraction=0.5, workers=1)
+    # Clean demonstrations: with perturbations the car executes other keys than the timeline's (the expert's) labels.
+    clean = SynthParams(n_tracks=2, replays_per_track=1, seconds_per_replay=2.0, workers=1, perturbation_rate=0.0)
+    generate_dataset(clean, tmp_path / "r")
+    data = DataParams(
+        replays_dir=str(tmp_path / "r"), cache_dir=str(tmp_path / "c"), val_fraction=0.5, test_fraction=0.0, workers=1
+    )
     build_cache(data, include_floats=True, progress=False)
     store = FrameStore.open(tmp_path / "c")
     rid = 1

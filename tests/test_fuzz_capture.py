@@ -364,6 +364,7 @@ def test_mutated_replay_is_labelled_like_the_reference_or_refused(tmp_path, temp
         image_height=SIZE,
         image_width=SIZE,
         val_fraction=0.34,
+        test_fraction=0.0,  # a tree of 2-3 tracks: train and val
         workers=1,  # in this process, where the audit hook sees every open
     )
     _opened = []

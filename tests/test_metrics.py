@@ -112,7 +112,10 @@ def test_epoch_metrics_single_offset_and_errors():
     with pytest.raises(ValueError):
         epoch_metrics("val", 0.5, [_cm(3, 1)], [0], 10)
     with pytest.raises(ValueError):
-        epoch_metrics("test", 0.5, [_cm(3, 1)], [0], 0)
+        epoch_metrics("holdout", 0.5, [_cm(3, 1)], [0], 0)
+    test = epoch_metrics("test", 0.5, [_cm(3, 1)], [0], 0)  # the exported epoch's summary on the test tracks
+    assert test["test/acc"] == val["val/acc"] and test["test/main_actions_acc"] == val["val/main_actions_acc"]
+    assert not any("acc_action" in k for k in test)
     with pytest.raises(ValueError):
         epoch_metrics("val", 0.5, [_cm(3, 1)], [0, 10], 0)
 

@@ -299,7 +299,10 @@ def _rss_child(spec: dict) -> None:
     seconds = time.perf_counter() - t0
     status = Path("/proc/self/status").read_text() if Path("/proc/self/status").exists() else ""
     hwm = [int(line.split()[1]) * 1024 for line in status.splitlines() if line.startswith("VmHWM:")]
-    print(json.dumps({"vmhwm_bytes": hwm[0] if hwm else None, "seconds": seconds}))
+    print(json.dumps({"vmhwm_bytes": hwm[0] if hwm else None, "seconds": seconds}), flush=True)
+    # End here: interpreter teardown (module finalisers, late threads) can add pages after VmHWM was read, and the
+    # parent's wait4 figure must describe the same run.
+    os._exit(0)
 
 
 def _run_rss_child(spec: dict, cwd: Path) -> dict:

@@ -25,7 +25,6 @@ from .datamodule import FrameDataModule
 from .errors import ParamsError
 from .export import (
     ACTIONS_HEAD_FILE,
-    AGENT_HEAD_HIDDEN,
     ENCODER_FILE,
     FLOAT_FEATURES_FILE,
     LABEL_TIMING_FILE,
@@ -287,16 +286,10 @@ def run_vis(
 
 
 def check_bc_params(params: BCParams, store: FrameStore, encoder_init_path: Path) -> None:
-    """Everything that would make a BC run fail or export nothing usable, before any training starts."""
-    params.check()
+    """What the params schema cannot know (the cache, the files on disk), before any training starts: the rules
+    between params alone (A_head width, offsets) were checked when BCParams was built."""
     check_image_size(store, "data.image_height / data.image_width")
     check_metric_names("bc", params, bc_metric_names(params))
-    if params.use_actions_head and params.dense_hidden_dimension // 2 != AGENT_HEAD_HIDDEN:
-        raise ParamsError(
-            "bc.dense_hidden_dimension",
-            f"{params.dense_hidden_dimension} gives an A_head hidden width "
-            f"of {params.dense_hidden_dimension // 2}; the agent's is {AGENT_HEAD_HIDDEN} (use 1024)",
-        )
     if params.use_floats and store.floats is None:
         raise ParamsError(
             "bc.use_floats", "the cache has no float inputs; set data.include_floats: true and re-run ingest"
@@ -306,8 +299,6 @@ def check_bc_params(params: BCParams, store: FrameStore, encoder_init_path: Path
             "bc.encoder_init",
             f"'vis' needs {encoder_init_path / ENCODER_FILE}; run pretrain_vis first or set bc.encoder_init: none",
         )
-    if params.trainer.cache_on_device and params.use_floats:
-        raise ParamsError("bc.trainer.cache_on_device", "is not supported together with bc.use_floats")
 
 
 def score_split(module: BCModule, data: FrameDataModule, samples: Samples) -> dict[str, float]:
