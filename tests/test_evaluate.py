@@ -24,7 +24,18 @@ from tmpretrain.evaluate import (
     evaluate,
     write_outputs,
 )
-from tmpretrain.export import ACTIONS_HEAD_FILE, ENCODER_FILE, export_actions_head, export_encoder, write_meta
+from tmpretrain.export import (
+    ACTIONS_HEAD_FILE,
+    ENCODER_FILE,
+    LINEAR_HEAD_FILE,
+    STACK_FUSION_FILE,
+    export_actions_head,
+    export_encoder,
+    export_linear_head,
+    export_stack_fusion,
+    load_export,
+    write_meta,
+)
 from tmpretrain.models import BCModel, normalize
 
 TRACKS = [0, 1, 2]
@@ -215,3 +226,26 @@ def test_any_gymnasium_id_with_the_same_spaces(tmp_path):
         evaluate(setup(env_id="tmpretrain-test/SmallGame-v0", tracks=[5]), tmp_path / "bc")
     with pytest.raises(ParamsError, match="not a registered Gymnasium id"):
         evaluate(setup(env_id="nobody/Nothing-v0", tracks=[5]), tmp_path / "bc")
+
+
+def test_a_linear_head_and_stacked_export_is_rebuilt_and_drives(tmp_path):
+    """bc.use_actions_head: false and bc.n_stack > 1 write linear_head.pt and stack_fusion.pt beside the encoder:
+    the policy rebuilt from those files gives the trained model's logits and is evaluated like an A_head one."""
+    torch.manual_seed(3)
+    model = BCModel((64, 64), 2, 1, False, 1024, 0.0, 0.0, False).eval()
+    out = tmp_path / "bc"
+    out.mkdir()
+    export_encoder(model.encoder, out / ENCODER_FILE)
+    export_linear_head(model.heads[0], out / LINEAR_HEAD_FILE, model.head_input_dim)
+    export_stack_fusion(model.stack_fusion, out / STACK_FUSION_FILE, 2, model.img_feature_dim)
+    meta = {"level": 1, "image_size": [64, 64], "image_normalization": "iqn", "n_stack": 2, "use_floats": False}
+    write_meta(out, {**meta, "head_layout": "linear", "head_input_dim": None})
+    assert set(load_export(out)[1]) == {ENCODER_FILE, LINEAR_HEAD_FILE, STACK_FUSION_FILE}
+
+    policy = ExportedPolicy(out)
+    x = torch.randint(0, 256, (3, 2, 64, 64), dtype=torch.uint8)
+    with torch.no_grad():
+        want = model(normalize(x, "iqn"))[:, 0]
+    torch.testing.assert_close(policy.logits(list(x.numpy())), want)
+    result = evaluate(setup(tracks=[4], video_tracks=0), out)
+    assert result["metrics"]["policy"] is not None and 0.0 <= result["metrics"]["policy"]["progress"] <= 1.0

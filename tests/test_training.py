@@ -141,11 +141,18 @@ def test_next_tick_shifts_the_labels(cache, tmp_path):
     assert nxt["timing"]["offsets"]["0"]["differs_from_0ms"] > 0.0
 
 
-def test_linear_heads_export_no_actions_head(cache, tmp_path):
-    _, out, _ = bc(cache, tmp_path, use_actions_head=False, epochs=1)
-    assert not (out / "actions_head.pt").exists() and (out / "encoder.pt").is_file()
-    meta, _ = load_export(out)
-    assert meta["head_layout"].startswith("linear")
+def test_linear_heads_export_no_actions_head_but_what_the_policy_needs(cache, tmp_path):
+    """No agent A_head from Linear heads; the exported offset's Linear head (and, with n_stack > 1, the stack
+    fusion) are written so that closed-loop evaluation can rebuild the policy from the export alone."""
+    result, out, _ = bc(cache, tmp_path, use_actions_head=False, n_stack=2, epochs=1)
+    assert not (out / "actions_head.pt").exists()
+    meta, states = load_export(out)
+    assert meta["head_layout"].startswith("linear") and meta["n_stack"] == 2
+    assert set(states) == {"encoder.pt", "linear_head.pt", "stack_fusion.pt"}
+    selected = result["selected"].state_dict
+    head = 1  # offsets [-10, 0, 10, 100], exported offset 0
+    assert torch.equal(states["linear_head.pt"]["weight"], selected[f"heads.{head}.weight"])
+    assert torch.equal(states["stack_fusion.pt"]["0.weight"], selected["stack_fusion.0.weight"])
 
 
 def test_floats_reach_the_model_and_export(cache, tmp_path):

@@ -39,7 +39,14 @@ import tmpretrain  # noqa: F401  (registers tmpretrain/SynthTrack-v0)
 from .actions import ACTION_NAMES, N_ACTIONS
 from .errors import ExportError, ParamsError
 from .eval_media import write_media
-from .export import ACTIONS_HEAD_FILE, ENCODER_FILE, FLOAT_FEATURES_FILE, load_export
+from .export import (
+    ACTIONS_HEAD_FILE,
+    ENCODER_FILE,
+    FLOAT_FEATURES_FILE,
+    LINEAR_HEAD_FILE,
+    STACK_FUSION_FILE,
+    load_export,
+)
 from .models import BCModel, normalize
 from .synthetic.env import ENTRY_POINT
 
@@ -47,8 +54,6 @@ GROUPS = ("policy", "expert", "random", "always_accel")
 ALWAYS_ACCEL = ACTION_NAMES.index("accel")
 # Parts of a BC model beyond the agent's files that a policy needs where the run has them (not exported yet:
 # docs/evaluation.md). Without them the policy group is skipped, with the reason, and the baselines still run.
-LINEAR_HEAD_FILE = "linear_head.pt"  # bc.use_actions_head: false (one Linear, keys weight, bias)
-STACK_FUSION_FILE = "stack_fusion.pt"  # bc.n_stack > 1 (Linear(n_stack * F, F), keys 0.weight, 0.bias)
 METRICS_FILE, TRACKS_FILE, ACTION_MIX_FILE, MEDIA_DIR = "metrics.json", "tracks.json", "action_mix.json", "media"
 _RESET_STREAM, _RANDOM_STREAM, _SAMPLE_STREAM = 0, 1, 2
 

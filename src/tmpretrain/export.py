@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, ValidationError
 from torch import nn
 
 from .actions import N_ACTIONS, action_table
@@ -32,6 +32,8 @@ __all__ = [
     "ENCODER_FILE",
     "ACTIONS_HEAD_FILE",
     "FLOAT_FEATURES_FILE",
+    "LINEAR_HEAD_FILE",
+    "STACK_FUSION_FILE",
     "META_FILE",
     "LABEL_TIMING_FILE",
     "AGENT_HEAD_HIDDEN",
@@ -43,6 +45,8 @@ __all__ = [
     "export_actions_head",
     "export_encoder",
     "export_float_features",
+    "export_linear_head",
+    "export_stack_fusion",
     "git_commit",
     "head_index",
     "load_export",
@@ -55,6 +59,10 @@ __all__ = [
 ENCODER_FILE = "encoder.pt"
 ACTIONS_HEAD_FILE = "actions_head.pt"
 FLOAT_FEATURES_FILE = "float_feature_extractor.pt"
+# Not the agent's layout, but what the policy needs to run (closed-loop evaluation): the Linear head of a
+# bc.use_actions_head: false run (keys weight, bias) and the stack fusion of a bc.n_stack > 1 run (0.weight, 0.bias).
+LINEAR_HEAD_FILE = "linear_head.pt"
+STACK_FUSION_FILE = "stack_fusion.pt"
 META_FILE = "pretrain_meta.json"
 LABEL_TIMING_FILE = "label_timing.json"
 AGENT_HEAD_HIDDEN = AGENT_DENSE_HIDDEN // 2  # 512: the agent's A_head hidden width
@@ -163,6 +171,30 @@ def export_float_features(extractor: nn.Module, path) -> dict[str, torch.Tensor]
     return state
 
 
+def linear_head_shapes(input_dim: int) -> dict[str, tuple[int, ...]]:
+    return {"weight": (N_ACTIONS, input_dim), "bias": (N_ACTIONS,)}
+
+
+def stack_fusion_shapes(n_stack: int, feature_dim: int) -> dict[str, tuple[int, ...]]:
+    return {"0.weight": (feature_dim, n_stack * feature_dim), "0.bias": (feature_dim,)}
+
+
+def export_linear_head(head: nn.Module, path, input_dim: int) -> dict[str, torch.Tensor]:
+    """Save a plain Linear head (bc.use_actions_head: false) on `input_dim` features; returns the saved dict."""
+    state = _clean_state(head)
+    _check(f"linear head export to {path}", state, linear_head_shapes(input_dim))
+    torch.save(state, path)
+    return state
+
+
+def export_stack_fusion(fusion: nn.Module, path, n_stack: int, feature_dim: int) -> dict[str, torch.Tensor]:
+    """Save the Linear(n_stack * F, F) that fuses a window's frame features (bc.n_stack > 1)."""
+    state = _clean_state(fusion)
+    _check(f"stack fusion export to {path}", state, stack_fusion_shapes(n_stack, feature_dim))
+    torch.save(state, path)
+    return state
+
+
 def head_index(offsets_ms: list[int], export_offset_ms: int) -> int:
     """Index of the head to export, chosen by offset value (never "the first head")."""
     offsets = [int(d) for d in offsets_ms]
@@ -220,7 +252,7 @@ def write_meta(out_dir, meta: dict) -> dict:
 
 # ------------------------------------------------------------------------------------------- verification
 
-_WEIGHT_FILES = (ENCODER_FILE, ACTIONS_HEAD_FILE, FLOAT_FEATURES_FILE)
+_WEIGHT_FILES = (ENCODER_FILE, ACTIONS_HEAD_FILE, FLOAT_FEATURES_FILE, LINEAR_HEAD_FILE, STACK_FUSION_FILE)
 _PLAIN_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
 
 
@@ -239,6 +271,8 @@ class _MetaRecord(BaseModel):
     image_normalization: Literal["iqn", "01"]
     files: Annotated[dict[StrictStr, _FileRecord], Field(min_length=1)]
     head_input_dim: StrictInt | None = None
+    n_stack: Annotated[StrictInt, Field(ge=1, le=64)] = 1
+    use_floats: StrictBool = False
 
 
 def _read_meta(out_dir: Path) -> dict:
@@ -320,8 +354,9 @@ def load_export(out_dir) -> tuple[dict, dict[str, dict[str, torch.Tensor]]]:
 
     Returns (meta, {file name: state dict}). encoder.pt must have the img_head shapes; actions_head.pt (present
     with bc.use_actions_head) the A_head shapes for D = encoder_output_dim(image size) + 256, equal to
-    meta["head_input_dim"]; float_feature_extractor.pt the agent's float_feature_extractor shapes. Every tensor
-    must be finite float32.
+    meta["head_input_dim"]; float_feature_extractor.pt the agent's float_feature_extractor shapes; linear_head.pt
+    (bc.use_actions_head: false) Linear(F [+ 256 with floats], 12); stack_fusion.pt (bc.n_stack > 1)
+    Linear(n_stack * F, F). Every tensor must be finite float32.
     """
     out_dir = Path(out_dir)
     meta = _read_meta(out_dir)
@@ -337,9 +372,15 @@ def load_export(out_dir) -> tuple[dict, dict[str, dict[str, torch.Tensor]]]:
         else:
             height, width = meta["image_size"]
             try:
-                input_dim = encoder_output_dim(height, width) + FLOAT_FEATURE_DIM
+                feature_dim = encoder_output_dim(height, width)
             except ValueError as exc:
                 raise ExportError(f"{out_dir / META_FILE}: image_size {height}x{width}: {exc}") from None
+            input_dim = feature_dim + FLOAT_FEATURE_DIM
+        if name == STACK_FUSION_FILE:
+            expected = stack_fusion_shapes(meta.get("n_stack", 1), feature_dim)
+        elif name == LINEAR_HEAD_FILE:
+            expected = linear_head_shapes(feature_dim + (FLOAT_FEATURE_DIM if meta.get("use_floats") else 0))
+        elif name == ACTIONS_HEAD_FILE:
             recorded = meta.get("head_input_dim")
             if recorded is not None and recorded != input_dim:
                 raise ExportError(

@@ -28,10 +28,14 @@ from .export import (
     ENCODER_FILE,
     FLOAT_FEATURES_FILE,
     LABEL_TIMING_FILE,
+    LINEAR_HEAD_FILE,
+    STACK_FUSION_FILE,
     arch_hash,
     export_actions_head,
     export_encoder,
     export_float_features,
+    export_linear_head,
+    export_stack_fusion,
     git_commit,
     load_export,
     replace_when_complete,
@@ -381,6 +385,10 @@ def run_bc(
         head = module.export_head
         if params.use_actions_head:
             export_actions_head(model.heads[head], staging / ACTIONS_HEAD_FILE, model.head_input_dim)
+        else:  # not the agent's layout; what closed-loop evaluation drives with
+            export_linear_head(model.heads[head], staging / LINEAR_HEAD_FILE, model.head_input_dim)
+        if params.n_stack > 1:
+            export_stack_fusion(model.stack_fusion, staging / STACK_FUSION_FILE, params.n_stack, model.img_feature_dim)
         if params.use_floats:
             export_float_features(model.float_feature_extractor, staging / FLOAT_FEATURES_FILE)
         timing = label_timing_report(store, val, offsets, params.target)
@@ -396,7 +404,7 @@ def run_bc(
             "exported_head_index": head,
             "n_stack": params.n_stack,
             "head_input": "stack_fused" if params.n_stack > 1 else "img_head",
-            "head_layout": "A_head" if params.use_actions_head else "linear (not exported: not the agent's layout)",
+            "head_layout": "A_head" if params.use_actions_head else "linear (linear_head.pt: not the agent's layout)",
             "head_input_dim": model.head_input_dim if params.use_actions_head else None,
             "use_floats": params.use_floats,
             "encoder_init": params.encoder_init,
