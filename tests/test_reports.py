@@ -171,7 +171,8 @@ def test_every_epoch_and_offset_by_action_at_the_exported_epoch(workspace):
 
 def test_level0_section_and_markers(workspace):
     png = b"\x89PNG\r\n\x1a\n tiny"  # the report inlines whatever pretrain_vis saved there
-    (workspace / "reports/vis/reconstructions.png").write_bytes(png)
+    (workspace / "reports/vis/samples").mkdir(parents=True)
+    (workspace / "reports/vis/samples/reconstructions.png").write_bytes(png)
     run = load_run(WORKSPACE, workspace)
     assert run.vis_exported_epoch == 2 and list(run.vis_curves.index) == [0, 1, 2, 3]
     level0 = level0_table([run])

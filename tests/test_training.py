@@ -216,6 +216,16 @@ def test_level0_tasks_train_and_export_an_agent_encoder(cache, tmp_path, task):
     assert np.isfinite(result["history"][-1]["val/loss"])
     if task == "simclr":
         assert "val/acc" in result["history"][-1]
+    # val frames (top row) above the selected epoch's reconstructions, 2x; simclr has no decoder
+    png = tmp_path / "live" / "samples" / "reconstructions.png"
+    assert (tmp_path / "live" / "samples").is_dir() and png.exists() == (task != "simclr")
+    if png.exists():
+        from PIL import Image
+
+        grid = np.asarray(Image.open(png))
+        assert grid.shape == (2 * 36 * 2, 8 * 36 * 2)
+        top, bottom = grid[: 36 * 2].astype(float), grid[36 * 2 :].astype(float)
+        assert top.std() > 0 and np.abs(top - bottom).mean() < 100  # a picture of the frames, not noise
 
 
 def test_bc_starts_from_the_level0_encoder(cache, tmp_path):

@@ -25,6 +25,12 @@ VISION_TASKS = tuple(VISION_TASK_METRICS)
 _CONVS = ((1, 16, 4, 2), (16, 32, 4, 2), (32, 64, 3, 2), (64, 32, 3, 1))
 
 
+def denormalize(x: torch.Tensor, mode: str) -> torch.Tensor:
+    """The inverse of `normalize`, clipped and rounded to uint8 pixels."""
+    x = x.float() * 128.0 + 128.0 if mode == "iqn" else x.float() * 255.0
+    return x.round().clamp(0, 255).to(torch.uint8)
+
+
 def normalize(x: torch.Tensor, mode: str) -> torch.Tensor:
     """uint8 (or float holding 0..255) frames -> float32 network input.
 
@@ -296,6 +302,15 @@ class VisionModel(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.encoder(x)
+
+    @torch.no_grad()
+    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+        """The decoder's picture of normalized frames x (B, 1, H, W): autoencoder, or VAE at the mean latent."""
+        if self.task == "autoencoder":
+            return self.decoder(self.encoder(x))
+        if self.task == "vae":
+            return self.decoder(self.mu(self.encoder(x)))
+        raise ValueError(f"{self.task} has no decoder")
 
     def loss(
         self, x: torch.Tensor, generator: torch.Generator | None = None

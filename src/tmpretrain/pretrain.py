@@ -18,6 +18,7 @@ from pathlib import Path
 import lightning as L
 import numpy as np
 import torch
+from PIL import Image
 
 from .actions import MAIN_ACTIONS, N_ACTIONS, action_table
 from .cache import FrameStore
@@ -43,7 +44,7 @@ from .export import (
     write_meta,
 )
 from .metrics import epoch_metrics, offset_label
-from .models import VISION_TASK_METRICS, BCModel, encoder_output_dim
+from .models import VISION_TASK_METRICS, BCModel, VisionModel, denormalize, encoder_output_dim, normalize
 from .params import BCParams, VisParams, as_dict, set_nested
 from .training import (
     BCModule,
@@ -250,6 +251,26 @@ def frame_samples(store: FrameStore, split: str) -> Samples:
     )
 
 
+RECONSTRUCTIONS_FILE = "reconstructions.png"
+
+
+def write_reconstructions(model: VisionModel, store: FrameStore, normalization: str, path: Path, n: int = 8) -> None:
+    """n val frames, evenly spread over the val split (top row) above the selected epoch's reconstructions."""
+    ids = np.concatenate(
+        [
+            np.arange(store.replay_frame_start[r], store.replay_frame_start[r] + store.replay_frame_count[r])
+            for r in store.replay_ids("val")
+        ]
+    )
+    frames = torch.from_numpy(np.asarray(store.frames[ids[np.linspace(0, len(ids) - 1, n).astype(int)]]))
+    device = next(model.parameters()).device
+    recon = model.eval().reconstruct(normalize(frames[:, None].to(device), normalization)).cpu()
+    grid = torch.cat([torch.cat(list(frames), dim=1), torch.cat(list(denormalize(recon[:, 0], normalization)), dim=1)])
+    Image.fromarray(grid.numpy(), mode="L").resize(
+        (grid.shape[1] * 2, grid.shape[0] * 2), Image.Resampling.NEAREST
+    ).save(path)
+
+
 def run_vis(
     params: VisParams, cache_dir: Path, out_dir: Path, live_dir: Path, checkpoint_dir: Path | None = None
 ) -> dict:
@@ -272,6 +293,10 @@ def run_vis(
     if not logger.is_global_zero:  # DDP: rank 0 alone writes the export (all ranks hold the same weights)
         return {"selected": logger.selected, "history": logger.history, "exported": False}
     module.model.load_state_dict(logger.selected.state_dict)
+    samples = live_dir / "samples"  # a DVC out whatever the task: empty for simclr (no decoder)
+    samples.mkdir(parents=True, exist_ok=True)
+    if params.task in ("autoencoder", "vae"):
+        write_reconstructions(module.model, store, params.image_normalization, samples / RECONSTRUCTIONS_FILE)
     with replace_when_complete(out_dir) as staging:  # verified, then in place of the previous export
         export_encoder(module.model.encoder, staging / ENCODER_FILE)
         meta = {

@@ -27,7 +27,7 @@ VIS_METRICS = "reports/vis/metrics.json"
 VIS_CURVES_DIR = "reports/vis/plots/metrics"
 # A grid of val frames above their reconstructions, saved by pretrain_vis for the autoencoder / VAE tasks
 # (the decoder is not exported, so the report cannot make one itself).
-VIS_RECONSTRUCTIONS = "reports/vis/reconstructions.png"
+VIS_RECONSTRUCTIONS = "reports/vis/samples/reconstructions.png"
 WORKSPACE = "workspace"
 
 
