@@ -65,8 +65,10 @@ def test_rss_runs_are_separate_and_positive(quick):
     one, three = rss["n_stack_1"], rss["n_stack_3"]
     for run in (one, three):
         assert run["peak_rss_bytes"] > 50 * 2**20  # a Python process with torch loaded
-        # wait4's ru_maxrss and the child's own VmHWM describe the same process.
-        assert run["vmhwm_bytes"] == pytest.approx(run["peak_rss_bytes"], rel=0.05)
+        # The child's own high-water mark is the figure; wait4's ru_maxrss of the same process is at least that
+        # (it also counts the forking parent's pages carried across exec).
+        assert run["peak_rss_bytes"] == run["vmhwm_bytes"]
+        assert run["wait4_maxrss_bytes"] >= 0.95 * run["vmhwm_bytes"]
     assert three["window_index_bytes"] == 3 * one["window_index_bytes"]
     assert rss["rss_n3_over_n1"] == pytest.approx(three["peak_rss_bytes"] / one["peak_rss_bytes"])
 

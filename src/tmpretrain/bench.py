@@ -299,10 +299,7 @@ def _rss_child(spec: dict) -> None:
     seconds = time.perf_counter() - t0
     status = Path("/proc/self/status").read_text() if Path("/proc/self/status").exists() else ""
     hwm = [int(line.split()[1]) * 1024 for line in status.splitlines() if line.startswith("VmHWM:")]
-    print(json.dumps({"vmhwm_bytes": hwm[0] if hwm else None, "seconds": seconds}), flush=True)
-    # End here: interpreter teardown (module finalisers, late threads) can add pages after VmHWM was read, and the
-    # parent's wait4 figure must describe the same run.
-    os._exit(0)
+    print(json.dumps({"vmhwm_bytes": hwm[0] if hwm else None, "seconds": seconds}))
 
 
 def _run_rss_child(spec: dict, cwd: Path) -> dict:
@@ -318,9 +315,12 @@ def _run_rss_child(spec: dict, cwd: Path) -> dict:
     if proc.returncode != 0:
         raise RuntimeError(f"RSS run at n_stack={spec['n_stack']} failed:\n{out[-3000:]}")
     child = json.loads(out.strip().splitlines()[-1])
-    # ru_maxrss is KiB on Linux, bytes on macOS.
+    # ru_maxrss is KiB on Linux, bytes on macOS. Linux carries the high-water mark across exec, so a child forked
+    # from a big parent (pytest with torch loaded) reports at least the parent's RSS: the child's own VmHWM is the
+    # figure where there is one, wait4's elsewhere.
     maxrss = usage.ru_maxrss * (1 if sys.platform == "darwin" else 1024)
-    return {"peak_rss_bytes": maxrss, "vmhwm_bytes": child["vmhwm_bytes"], "seconds": child["seconds"]}
+    peak = child["vmhwm_bytes"] or maxrss
+    return {"peak_rss_bytes": peak, "vmhwm_bytes": child["vmhwm_bytes"], "wait4_maxrss_bytes": maxrss, **child}
 
 
 def bench_rss(cache_dir: Path, workdir: Path, sizes: Sizes, num_workers: int) -> dict:
