@@ -10,46 +10,24 @@ import math
 import os
 import subprocess
 import sys
-import typing
 from pathlib import Path
 
 import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from pydantic import BaseModel
 
 from conftest import data_params, make_tree
 from tmpretrain.cache import build_cache
 from tmpretrain.errors import ParamsError
+from tmpretrain.faults import _kind, _schema_leaves
 from tmpretrain.params import MAX_SEED, Params, load_params, markdown_reference, parse_params, set_nested
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _leaves(model: type[BaseModel], prefix: str = ""):
-    """(full key, FieldInfo) of every scalar or list knob, nested groups included."""
-    for name, field in model.model_fields.items():
-        key = f"{prefix}{name}"
-        if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
-            yield from _leaves(field.annotation, key + ".")
-        else:
-            yield key, field
-
-
-LEAVES = list(_leaves(Params))
+LEAVES = _schema_leaves()  # the same walk and kinds the fault table uses
 KEYS = [key for key, _ in LEAVES]
-
-
-def _kind(field) -> str:
-    tp = field.annotation
-    if typing.get_origin(tp) is typing.Literal:
-        return "choice"
-    if typing.get_origin(tp) is list:
-        return "list"
-    if any(getattr(m, "func", None) and m.func.__name__ == "_path" for m in field.metadata):
-        return "path"
-    return {bool: "bool", int: "int", float: "float", str: "text"}[tp]
 
 
 def _bounds(field) -> dict:
