@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tmpretrain.cli import main
 from tmpretrain.experiments import (
     BC_METRICS,
     EVAL_METRICS,
@@ -26,7 +27,6 @@ from tmpretrain.experiments import (
     experiment_rows,
     format_table,
     load_presets,
-    main,
     resolve,
     runnable,
     select,
@@ -140,6 +140,13 @@ def test_cli_show_and_dry_run(capsys):
     out = capsys.readouterr().out
     assert out.count("--queue") == 2 and "dvc queue start" in out
     assert main(["--presets", str(PRESETS), "run", "nope", "--dry-run"]) == 1
+    # `python -m tmpretrain.experiments` is the same command limited to the presets' subcommands
+    done = subprocess.run(
+        [sys.executable, "-m", "tmpretrain.experiments", "--presets", str(PRESETS), "show", "v2"],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0 and done.stdout.startswith("dvc exp run -n v2 ")
 
 
 def _bc_metrics(k: int, offsets: list[int]) -> dict:

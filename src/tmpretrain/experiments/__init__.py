@@ -18,8 +18,8 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from .errors import PretrainError
-from .params import flatten
+from ..errors import PretrainError
+from ..params import flatten
 
 PRESETS_FILE = Path("presets.yaml")
 
@@ -364,13 +364,3 @@ def format_table(df: pd.DataFrame, short: dict[str, str], fmt: str = "text", wid
     if renamed:
         notes.append(f"params: {renamed}")
     return text + "\n\n" + "\n".join(textwrap.fill(n, width, subsequent_indent="  ") for n in notes) + "\n"
-
-
-def main(argv: list[str] | None = None) -> int:
-    from .cli import main as cli_main
-
-    return cli_main(argv, "python -m tmpretrain.experiments", ("list", "show", "run", "queue", "table", "compare"))
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
