@@ -77,7 +77,7 @@ def test_a_log_file_has_one_line_per_epoch_and_no_redraws(cache, tmp_path):  # n
     summary = next(line for line in lines if "exported" in line)
     assert re.fullmatch(
         r"pretrain_bc: exported epoch \d of 3 run \(highest val/main_actions_acc: \d\.\d{4}\) to models/bc: "
-        r"encoder\.pt, label_timing\.json, pretrain_meta\.json",
+        r"encoder\.pt, label_timing\.json, linear_head\.pt, pretrain_meta\.json",
         summary,
     )
     # Linear heads are not the agent's A_head: the log says that no agent head was exported.
