@@ -74,11 +74,23 @@ def presets_params() -> dict:
 
 def test_every_seed_run_is_a_preset_with_valid_params():
     data = load_presets(PRESETS)
-    assert runnable(data) == SEED_RUNS
+    names = runnable(data)
+    assert names[: len(SEED_RUNS)] == SEED_RUNS
     params = presets_params()
-    assert set(params) == set(SEED_RUNS)
-    for family, names in data["families"].items():
-        assert set(names) <= set(SEED_RUNS), family
+    assert set(params) == set(names)
+    for family, members in data["families"].items():
+        assert set(members) <= set(names), family
+
+
+def test_seed_repeats_differ_from_their_preset_only_in_the_bc_seed():
+    data = load_presets(PRESETS)
+    repeats = [n for n in runnable(data) if n not in SEED_RUNS]
+    assert repeats and all(data["presets"][n]["family"] == "seeds" for n in repeats)
+    p = presets_params()
+    for name in repeats:
+        base, seed = name.rsplit("_seed", 1)
+        assert base in SEED_RUNS and p[name].bc.seed == int(seed) != p[base].bc.seed, name
+        assert p[name].model_copy(update={"bc": p[name].bc.model_copy(update={"seed": p[base].bc.seed})}) == p[base]
 
 
 def test_presets_carry_the_seed_settings():
@@ -127,7 +139,7 @@ def test_command_and_selection():
     assert cmd[-2:] == ["-S", "bc.batch_size=4096"]
     assert "vis.image_normalization='01'" in cmd
     assert select(data, ["n-stack", "v2"]) == ["v2_next_tick", "v2_next_tick_stack3", "v2"]
-    assert select(data, ["all"]) == SEED_RUNS
+    assert select(data, ["all"]) == runnable(data) and select(data, ["all"])[:12] == SEED_RUNS
     with pytest.raises(PresetError, match="unknown preset"):
         resolve(data, "v3")
 
