@@ -27,6 +27,7 @@ from tmpretrain.experiments import (
     experiment_rows,
     format_table,
     load_presets,
+    quote,
     resolve,
     runnable,
     select,
@@ -369,6 +370,15 @@ def test_two_experiments_writing_the_same_paths_both_survive(tmp_path):
         assert table.loc[name, "val/acc"] == runs[name]["metrics"]["best"]["val/acc"]
         assert table.loc[name, "exported_epoch"] == runs[name]["metrics"]["best"]["epoch"]
 
+    # the results page's snapshot takes the same experiments, with commits that git has
+    from tmpretrain.experiments.results import collect
+
+    snap = collect(experiment_rows(exp_show(["-A"], cwd=project)), {"presets": {"a": {}, "b": {}, "c": {}}})
+    assert [e["name"] for e in snap["experiments"]] == ["a", "b"] and snap["missing"] == ["c"]
+    for e in snap["experiments"]:
+        assert e["metrics"][BC_METRICS] == runs[e["name"]]["metrics"]
+        subprocess.run(["git", "cat-file", "-e", f"{e['rev']}^{{commit}}"], cwd=project, check=True)
+
     # the report reads both experiments and shows the numbers dvc exp show lists
     from tmpretrain.reports import load_runs
 
@@ -377,3 +387,17 @@ def test_two_experiments_writing_the_same_paths_both_survive(tmp_path):
     for name in ("a", "b"):
         assert loaded[name].metrics == runs[name]["metrics"]
         assert loaded[name].curves["val/loss"].iloc[-1] == pytest.approx(runs[name]["metrics"]["val"]["loss"])
+
+
+def test_the_docs_commands_are_the_presets_commands():
+    """Every `dvc exp run -n NAME ...` line in docs/experiments/ is what `tmpretrain show NAME` prints."""
+    data = load_presets(PRESETS)
+    lines = [
+        line
+        for page in sorted((ROOT / "docs/experiments").glob("*.md"))
+        for line in page.read_text(encoding="utf-8").splitlines()
+        if line.startswith("dvc exp run -n ")
+    ]
+    assert len(lines) >= 12
+    for line in lines:
+        assert line == quote(exp_run_command(data, line.split()[4])), line.split()[4]

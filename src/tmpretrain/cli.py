@@ -8,6 +8,7 @@
     tmpretrain plots [REV...]                   `dvc plots diff` as HTML that draws offline (--format svg|png)
     tmpretrain report [REV...]                  the seed's analysis as one offline HTML file
     tmpretrain compare NAME|FAMILY...           table, plots and report of a family or of experiments
+    tmpretrain results [--from results.json]    docs/experiments/results.md from the presets' experiments
     tmpretrain bench [--quick ...]              the performance benchmark
     tmpretrain check [params.yaml]              validate params without running anything
     tmpretrain export inspect DIR               what an export holds, which offset and epoch, how to load it
@@ -85,6 +86,20 @@ def _compare(args, extra) -> int:
         rc = 0 if args.dry_run else main(["--presets", args.presets, *step])
         if rc:
             return rc
+    return 0
+
+
+def _results(args, extra) -> int:
+    from .experiments import results
+
+    if args.snapshot:
+        snapshot = results.load_snapshot(args.snapshot)
+    else:
+        snapshot = results.collect(exps.experiment_rows(exps.exp_show(["-A"])), _presets(args))
+    for path in results.write_results(snapshot, args.output, write_snapshot=not args.snapshot):
+        print(f"results: {path}")
+    if snapshot.get("missing"):
+        print(f"not run yet: {', '.join(snapshot['missing'])}")
     return 0
 
 
@@ -255,6 +270,13 @@ def _add_compare(sub):
     return p
 
 
+def _add_results(sub):
+    p = sub.add_parser("results", help="the results page of every preset's experiment (docs/experiments/results.md)")
+    p.add_argument("--from", dest="snapshot", help="write the page from this snapshot instead of dvc exp show")
+    p.add_argument("-o", "--output", default="docs/experiments", help="directory (default docs/experiments)")
+    return p
+
+
 def _add_bench(sub):
     p = sub.add_parser("bench", add_help=False, help="the performance benchmark (tmpretrain bench --help)")
     p.add_argument("bench_args", nargs=argparse.REMAINDER)
@@ -285,6 +307,7 @@ COMMANDS: dict[str, tuple[Callable, Callable]] = {
     "plots": (_add_plots, _plots),
     "report": (_add_report, _report),
     "compare": (_add_compare, _compare),
+    "results": (_add_results, _results),
     "bench": (_add_bench, _bench),
     "check": (_add_check, _check),
     "export": (_add_export, _export),

@@ -243,22 +243,26 @@ def exp_show(extra: list[str] | None = None, cwd: Path | str | None = None) -> l
 
 
 def experiment_rows(show: list) -> list[dict]:
-    """One row per workspace, commit and experiment of `dvc exp show --json`: name, rev, flattened params and
-    each metrics file's contents."""
+    """One row per workspace, commit and experiment of `dvc exp show --json`: name, rev, the baseline commit, the
+    timestamp, the state (queued, running, success, failed), flattened params and each metrics file's
+    contents."""
     rows = []
 
-    def add(entry: dict, name: str) -> None:
+    def add(entry: dict, name: str, baseline: str, state: str) -> None:
         data = entry.get("data") or {}
         params = ((data.get("params") or {}).get("params.yaml") or {}).get("data") or {}
         metrics = {path: (v or {}).get("data") or {} for path, v in (data.get("metrics") or {}).items()}
-        rows.append({"name": name, "rev": entry.get("rev"), "params": flatten(params), "metrics": metrics})
+        row = {"name": name, "rev": entry.get("rev"), "baseline": baseline, "timestamp": data.get("timestamp")}
+        rows.append(row | {"state": state, "params": flatten(params), "metrics": metrics})
 
     for baseline in show:
         rev = baseline.get("rev") or ""
-        add(baseline, WORKSPACE if rev == WORKSPACE else baseline.get("name") or rev[:7])
+        add(baseline, WORKSPACE if rev == WORKSPACE else baseline.get("name") or rev[:7], rev, "success")
         for exp in baseline.get("experiments") or []:
+            # queued and running experiments show the baseline's metrics: only `success` rows have their own
+            state = (exp.get("executor") or {}).get("state") or "success"
             for entry in exp.get("revs") or []:
-                add(entry, entry.get("name") or exp.get("name") or (entry.get("rev") or "")[:7])
+                add(entry, entry.get("name") or exp.get("name") or (entry.get("rev") or "")[:7], rev, state)
     return rows
 
 
@@ -295,7 +299,8 @@ def comparison_table(rows: list[dict], names: list[str] | None = None) -> tuple[
         if unknown:
             raise PresetError(f"no experiment or revision named {', '.join(unknown)} in dvc exp show")
         rows = [by_name[n] for n in names]
-    rows = [r for r in rows if r["metrics"].get(BC_METRICS)]
+    # queued and running experiments would show their baseline's numbers under their own name
+    rows = [r for r in rows if r["metrics"].get(BC_METRICS) and r.get("state", "success") == "success"]
     if not rows:
         raise PresetError(f"no experiment has {BC_METRICS} yet (run one: tmpretrain run v2)")
     index = pd.Index([r["name"] for r in rows], name="experiment")
