@@ -135,6 +135,7 @@ def test_page_has_every_preset_and_checks_every_conclusion():
             assert f"{value(e, 'policy/progress'):.3f}" in row
     for c in CONCLUSIONS:
         assert f"### {c.title}: {c.a} vs {c.b}" in page
+        assert f"| {c.title} | {c.a} vs {c.b} | " in page  # the summary row
     assert page.count("On per-frame accuracy: **") == len(CONCLUSIONS)
     # v2 (3 seeds: 0.53, 0.60, v2_seed2's) is averaged; the verdict names the experiments behind each number
     assert "`v2`, `v2_seed1`, `v2_seed2` (3 seeds)" in page

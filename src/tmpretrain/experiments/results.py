@@ -262,36 +262,69 @@ def _names_with_seeds(runs: list[dict]) -> str:
     return ", ".join(f"`{r['name']}`" for r in runs)
 
 
+@dataclass(frozen=True)
+class Comparison:
+    mean_a: float
+    mean_b: float
+    spread: float
+    verdict: str
+
+
+def compare(conclusion: Conclusion, snapshot: dict) -> dict[Metric, Comparison] | None:
+    """Each metric of the conclusion's two presets, averaged over their seeds, against the seed noise; None
+    when one of them has not run."""
+    runs = by_preset(snapshot)
+    a, b = runs.get(conclusion.a), runs.get(conclusion.b)
+    if not a or not b:
+        return None
+    out = {}
+    for metric in PER_FRAME + DRIVING:
+        ma, mb = mean_over_seeds(a, metric), mean_over_seeds(b, metric)
+        spread, _ = seed_spread(snapshot, metric)
+        delta = (ma - mb) * (1 if metric.higher_is_better else -1)
+        out[metric] = Comparison(ma, mb, spread, verdict(conclusion, delta, spread))
+    return out
+
+
+def summary_table(snapshot: dict) -> list[str]:
+    lines = ["| conclusion | compared | per-frame accuracy | driving |", "|---|---|---|---|"]
+    for conclusion in CONCLUSIONS:
+        result = compare(conclusion, snapshot)
+        acc, drive = (
+            (result[ACCURACY_VERDICT].verdict, result[DRIVING_VERDICT].verdict) if result else ("not run", "not run")
+        )
+        lines.append(f"| {conclusion.title} | {conclusion.a} vs {conclusion.b} | {acc} | {drive} |")
+    return lines + [""]
+
+
 def conclusion_section(conclusion: Conclusion, snapshot: dict) -> list[str]:
     runs = by_preset(snapshot)
-    a, b = runs.get(conclusion.a, []), runs.get(conclusion.b, [])
     lines = [
         f"### {conclusion.title}: {conclusion.a} vs {conclusion.b}",
         "",
         f"Seed write-up: {conclusion.seed_says}",
         "",
     ]
-    if not a or not b:
-        absent = [n for n, r in ((conclusion.a, a), (conclusion.b, b)) if not r]
+    result = compare(conclusion, snapshot)
+    if result is None:
+        absent = [n for n in (conclusion.a, conclusion.b) if n not in runs]
         return lines + [f"Not checked: {', '.join(absent)} has not run.", ""]
     lines += [
         f"| metric | {conclusion.a} | {conclusion.b} | difference | seed noise | verdict |",
         "|---|---|---|---|---|---|",
     ]
-    verdicts = {}
-    for metric in PER_FRAME + DRIVING:
-        ma, mb = mean_over_seeds(a, metric), mean_over_seeds(b, metric)
-        delta = (ma - mb) * (1 if metric.higher_is_better else -1)
-        spread, _ = seed_spread(snapshot, metric)
-        verdicts[metric] = verdict(conclusion, delta, spread)
+    for metric, c in result.items():
         lines.append(
-            f"| {metric.label} | {_fmt(ma)} | {_fmt(mb)} | {_signed(ma - mb)} | {_fmt(spread)} | {verdicts[metric]} |"
+            f"| {metric.label} | {_fmt(c.mean_a)} | {_fmt(c.mean_b)} | {_signed(c.mean_a - c.mean_b)} "
+            f"| {_fmt(c.spread)} | {c.verdict} |"
         )
+    a, b = runs[conclusion.a], runs[conclusion.b]
     lines += [
         "",
-        f"On per-frame accuracy: **{verdicts[ACCURACY_VERDICT]}**; on driving: **{verdicts[DRIVING_VERDICT]}**. "
-        f"Experiments: {_names_with_seeds(a)} ({len(a)} seed{'s' * (len(a) > 1)}) and {_names_with_seeds(b)} "
-        f"({len(b)} seed{'s' * (len(b) > 1)}); each column is the mean over them.",
+        f"On per-frame accuracy: **{result[ACCURACY_VERDICT].verdict}**; on driving: "
+        f"**{result[DRIVING_VERDICT].verdict}**. Experiments: {_names_with_seeds(a)} ({len(a)} "
+        f"seed{'s' * (len(a) > 1)}) and {_names_with_seeds(b)} ({len(b)} seed{'s' * (len(b) > 1)}); each column "
+        "is the mean over them.",
     ]
     for name in conclusion.overfit:
         lines.append(overfit_line(runs.get(name, [])))
@@ -353,7 +386,7 @@ def figure_spec(snapshot: dict) -> dict:
         for e in snapshot["experiments"]
         if not (math.isnan(value(e, "test/acc")) or math.isnan(value(e, "policy/progress")))
     ]
-    scale = {"zero": False}
+    scale = {"zero": False, "padding": 24}  # room for the labels at the edges
     enc = {
         "x": {"field": "test_acc", "type": "quantitative", "title": "per-frame accuracy (test tracks)", "scale": scale},
         "y": {
@@ -386,6 +419,21 @@ def figure_spec(snapshot: dict) -> dict:
             },
         ],
     }
+
+
+def best_lines(experiments: list[dict]) -> str:
+    """The most accurate preset and the best driver, each with the other number."""
+    scored = [e for e in experiments if not math.isnan(value(e, "test/acc") + value(e, "policy/progress"))]
+    if len(scored) < 2:
+        return ""
+    top_acc = max(scored, key=lambda e: value(e, "test/acc"))
+    top_drive = max(scored, key=lambda e: value(e, "policy/progress"))
+    return (
+        f" The most accurate preset, `{top_acc['name']}` (test acc {_fmt(value(top_acc, 'test/acc'))}), drives "
+        f"{_fmt(value(top_acc, 'policy/progress'))} of a lap on average; the best driver, `{top_drive['name']}` "
+        f"(progress {_fmt(value(top_drive, 'policy/progress'))}, {_fmt(value(top_drive, 'policy/completion_rate'))} "
+        f"of the tracks finished), has test acc {_fmt(value(top_drive, 'test/acc'))}."
+    )
 
 
 def cost_lines(experiments: list[dict]) -> list[str]:
@@ -450,7 +498,7 @@ def render_page(snapshot: dict, figure_name: str = FIGURE_FILE.name) -> str:
         f"![test accuracy against driving progress]({figure_name})",
         "",
         f"Across the {len(pairs)} presets, the rank correlation between test accuracy and driving progress is "
-        f"{_fmt(rho, 2)} (Spearman).",
+        f"{_fmt(rho, 2)} (Spearman).{best_lines(own)}",
         "",
         "## Seed-to-seed noise",
         "",
@@ -463,6 +511,7 @@ def render_page(snapshot: dict, figure_name: str = FIGURE_FILE.name) -> str:
         "(held-out tracks). A difference no larger than the seed noise above is reported as such.",
         "",
     ]
+    lines += summary_table(snapshot)
     for conclusion in CONCLUSIONS:
         lines += conclusion_section(conclusion, snapshot)
     lines += [
