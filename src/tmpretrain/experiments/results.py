@@ -232,6 +232,7 @@ CONCLUSIONS = (
         "v2_next_tick_stack3",
         "v2_next_tick",
         "better",
+        overfit=("v2_next_tick_stack3", "v2_next_tick"),
     ),
 )
 
