@@ -123,12 +123,17 @@ DRIVING = (
 ACCURACY_VERDICT, DRIVING_VERDICT = PER_FRAME[1], DRIVING[0]
 
 
+def measured(runs: list[dict], metric: Metric) -> list[float]:
+    """The metric of each run that has it."""
+    return [v for v in (value(r, metric.key) for r in runs) if not math.isnan(v)]
+
+
 def seed_spread(snapshot: dict, metric: Metric) -> tuple[float, list[str]]:
     """The largest seed-to-seed range of `metric` over the presets run with several seeds, and those presets:
     a difference between presets smaller than this is not shown to be more than noise."""
     spread, presets = 0.0, []
     for preset, runs in by_preset(snapshot).items():
-        values = [v for v in (value(r, metric.key) for r in runs) if not math.isnan(v)]
+        values = measured(runs, metric)
         if len(values) > 1:
             presets.append(preset)
             spread = max(spread, max(values) - min(values))
@@ -136,7 +141,7 @@ def seed_spread(snapshot: dict, metric: Metric) -> tuple[float, list[str]]:
 
 
 def mean_over_seeds(runs: list[dict], metric: Metric) -> float:
-    values = [v for v in (value(r, metric.key) for r in runs) if not math.isnan(v)]
+    values = measured(runs, metric)
     return statistics.fmean(values) if values else math.nan
 
 
@@ -365,7 +370,7 @@ def seeds_table(snapshot: dict) -> list[str]:
     for preset, runs in groups.items():
         cells = []
         for m in metrics:
-            vals = [v for v in (value(r, m.key) for r in runs) if not math.isnan(v)]
+            vals = measured(runs, m)
             cells.append(f"{_fmt(min(vals))}-{_fmt(max(vals))}" if vals else "n/a")
         lines.append(f"| {preset} | {_names_with_seeds(runs)} | " + " | ".join(cells) + " |")
     noise = ", ".join(f"{m.label} {_fmt(seed_spread(snapshot, m)[0])}" for m in metrics)
@@ -523,7 +528,7 @@ def render_page(snapshot: dict, figure_name: str = FIGURE_FILE.name) -> str:
         *(f"| {e['name']} | {e['family']} | {e['desc']} |" for e in experiments),
         "",
     ]
-    return "\n".join(line for line in lines if line is not None).rstrip("\n") + "\n"
+    return "\n".join(lines).rstrip("\n") + "\n"
 
 
 def write_results(snapshot: dict, out_dir: Path | str = RESULTS_DIR, write_snapshot: bool = True) -> list[Path]:
