@@ -13,7 +13,7 @@ from tmpretrain.actions import ACTION_NAMES, N_ACTIONS, action_inputs
 from tmpretrain.capture import discover_replays, read_frame, read_replay
 from tmpretrain.params import SynthParams
 from tmpretrain.synthetic import generate_dataset
-from tmpretrain.synthetic.generate import _Job, simulate_replay
+from tmpretrain.synthetic.generate import _Job, get_track, simulate_replay
 from tmpretrain.synthetic.track import MIN_RADIUS, generate_track
 
 META_FIELDS = {"time_ms", "position", "velocity", "yaw", "speed", "steer", "on_road"}
@@ -199,7 +199,8 @@ def test_frames_carry_the_action_on_held_out_tracks(tmp_path):
 
 def test_perturbations_move_the_car_but_the_labels_stay_the_experts():
     """DART-style recovery data: the executed keys are overridden now and then, the timeline keeps the expert's
-    choice, the car leaves the racing line more often, and the expert brings it back (laps still complete)."""
+    choice, the car leaves the racing line more often, and the expert brings it back to the road and on round the
+    track (its excursions miss checkpoint gates, so under the track limits these are not counted laps)."""
     clean = [_drive(t) for t in range(3)]
     noisy = [
         simulate_replay(_Job(0, t, 0, 40.0, 10.0, 32, 32, "", perturbation_rate=1.0), render=False) for t in range(3)
@@ -212,7 +213,10 @@ def test_perturbations_move_the_car_but_the_labels_stay_the_experts():
         return float(np.mean([abs(m["lateral_offset"]) for r in runs for m in r["meta"]]))
 
     assert spread(noisy) > 1.2 * spread(clean)
-    assert sum(r["laps"] for r in noisy) >= 2
+    on_road = [m["on_road"] for r in noisy for m in r["meta"]]
+    assert sum(on_road) / len(on_road) > 0.6
+    for t, r in enumerate(noisy):
+        assert r["centre_distance_m"] > 0.8 * get_track(0, t).length
 
 
 def test_a_perturbation_overrides_only_steering_or_only_the_throttle():

@@ -1,8 +1,16 @@
 """Pretraining of a TrackMania IQN agent's image encoder and action head from replay captures."""
 
-import gymnasium
+from .cpu_math import pin_kernels
 
-# Gymnasium >= 1.0 has no plugin auto-registration: `import tmpretrain` makes the id known to gymnasium.make (a
-# string entry point, so the simulator itself loads only when an env is made).
+pin_kernels()  # before anything imports torch: the bits of a CPU run must not depend on the machine's ISA
+
+import gymnasium  # noqa: E402
+
+# Gymnasium >= 1.0 has no plugin auto-registration: `import tmpretrain` makes the id known to gymnasium.make and
+# make_vec (string entry points, so the simulator itself loads only when an env is made).
 if "tmpretrain/SynthTrack-v0" not in gymnasium.registry:
-    gymnasium.register(id="tmpretrain/SynthTrack-v0", entry_point="tmpretrain.synthetic.env:SynthTrackEnv")
+    gymnasium.register(
+        id="tmpretrain/SynthTrack-v0",
+        entry_point="tmpretrain.synthetic.env:SynthTrackEnv",
+        vector_entry_point="tmpretrain.synthetic.env:make_vector_env",
+    )

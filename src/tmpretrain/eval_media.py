@@ -24,6 +24,7 @@ import plotly.graph_objects as go
 from PIL import Image, ImageDraw, ImageFont
 
 from .actions import ACTION_NAMES, action_inputs
+from .stats import format_interval
 
 VIDEO_FILE, VIDEO_MP4_FILE, PATHS_FILE = "rollout.gif", "rollout.mp4", "paths.json"
 HEADER_PX, KEYS_PX = 11, 16  # caption rows above and below each observed frame (pixels at its resolution)
@@ -31,7 +32,7 @@ MAX_VIDEO_FRAMES = 300  # longer rollouts show every 2nd (3rd, ...) decision
 DISPLAY_SCALE = 3  # the report shows the video this many times its size, pixel-sharp
 END_WORDS = {"finished": "lap", "time_limit": "time", "off_road": "off road", "stuck": "stuck"}
 CENTRE_STEP_M = 3  # centre-line samples kept for the maps
-GROUP_STYLE = {"expert": "#1f77b4", "policy": "#ff7f0e"}
+GROUP_STYLE = {"expert": "#1f77b4", "policy": "#ff7f0e", "policy_greedy": "#9467bd"}
 OFFROAD_COLOUR = "#d62728"
 
 
@@ -124,7 +125,8 @@ def write_video(frames: list[np.ndarray], out_dir: Path, fps: float) -> list[Pat
 
 
 def path_data(result: dict) -> dict:
-    """The maps' data: per track, the centre line and the paths of the policy and the expert."""
+    """The maps' data: per track, the centre line and the paths of the expert and the policy (sampled, first
+    rollout; greedy)."""
     tracks = []
     for track, geometry in result["geometry"].items():
         entry = {
@@ -133,7 +135,7 @@ def path_data(result: dict) -> dict:
             "road_half_width": geometry.half_width + geometry.kerb_width,
             "paths": {},
         }
-        for group in ("expert", "policy"):
+        for group in GROUP_STYLE:  # the first rollout of each
             ep = next((e for e in result["episodes"].get(group, []) if e.track == track), None)
             if ep is not None and ep.x:
                 entry["paths"][group] = {"x": ep.x, "y": ep.y, "on_road": ep.on_road}
@@ -258,20 +260,25 @@ def write_media(result: dict, setup, media_dir: Path) -> list[Path]:
 
 
 def _metrics_table(metrics: dict) -> str:
+    """Every figure with its 95 % interval."""
     cols = [
-        ("completion_rate", "completion", "{:.0%}"),
-        ("progress", "progress (lap)", "{:.2f}"),
-        ("lap_time_ratio", "lap time / expert's", "{:.2f}"),
-        ("offroad_fraction", "off road", "{:.0%}"),
-        ("mean_speed", "mean speed (m/s)", "{:.1f}"),
+        ("completion_rate", "completion", ".2f"),
+        ("clean_completion_rate", "clean completion (≤ 5 % off road)", ".2f"),
+        ("progress", "progress (lap)", ".2f"),
+        ("lap_time_ratio", "lap time / expert's", ".2f"),
+        ("offroad_fraction", "off road (share of time)", ".2f"),
+        ("mean_speed", "mean speed (m/s)", ".1f"),
     ]
-    head = "".join(f"<th>{html.escape(title)}</th>" for _, title, _ in cols)
+    head = "".join(f"<th>{html.escape(title)}</th>" for _, title, _ in cols) + "<th>episodes</th>"
     rows = []
     for group, values in metrics.items():
         if values is None:
-            cells = "".join("<td>-</td>" for _ in cols)
+            cells = "".join("<td>-</td>" for _ in range(len(cols) + 1))
         else:
-            cells = "".join(f"<td>{'-' if values.get(k) is None else fmt.format(values[k])}</td>" for k, _, fmt in cols)
+            cells = "".join(
+                f"<td>{format_interval(values.get(k), values.get(f'{k}_low'), values.get(f'{k}_high'), spec)}</td>"
+                for k, _, spec in cols
+            ) + f"<td>{values.get('episodes', '-')}</td>"
         rows.append(f"<tr><th>{html.escape(group)}</th>{cells}</tr>")
     return f"<table class='eval-metrics'><tr><th></th>{head}</tr>{''.join(rows)}</table>"
 
@@ -304,10 +311,14 @@ def report_section(eval_dir: Path) -> str:
     parts = [
         "<section class='closed-loop'>",
         "<h2>Closed-loop evaluation on held-out tracks</h2>",
-        "<p>One standing-start lap per held-out track (tracks synthesize never made). <b>policy</b>: the exported "
-        "encoder and action head; <b>expert</b>: the scripted driver that made the data; <b>random</b>: uniform "
-        "actions; <b>always_accel</b>: accelerate throughout. Lap time ratio: lap time over the expert's on the "
-        "tracks both finish. Details: docs/evaluation.md.</p>",
+        "<p>Standing-start laps on held-out tracks (tracks synthesize never made), under track limits (checkpoint "
+        "gates: no credit for road not driven). <b>policy</b>: the exported encoder and action head, each decision "
+        "drawn from its softmax, several rollouts per track; <b>policy_greedy</b>: its most likely action, as the "
+        "agent acts; <b>expert</b>: the scripted driver that made the data; <b>random</b>: uniform actions; "
+        "<b>always_accel</b>: accelerate throughout. A clean lap spends at most 5 % of its time off the road. Lap "
+        "time ratio: lap time over the expert's on the tracks both finish. In brackets: 95 % intervals (rates: "
+        "Wilson at the effective sample size; means: bootstrap over tracks, rollouts nested). Details: "
+        "docs/evaluation.md.</p>",
         _metrics_table(metrics),
     ]
     if tracks.get("note"):

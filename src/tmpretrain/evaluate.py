@@ -1,21 +1,24 @@
 """Closed-loop evaluation: drive the exported policy, the scripted expert and two baselines on held-out tracks.
 
-Four groups drive the same tracks, one episode per track (a standing start, one lap):
+Five groups drive the same tracks (a standing start, one lap per episode):
 
 - policy: the exported encoder.pt + action head, loaded the way the agent loads them (from the export directory
-  alone), seeing the frames the environment renders and preprocesses like ingest; greedy (argmax) or sampling
-  from its softmax (`eval.action_selection`);
+  alone), seeing the frames the environment renders and preprocesses like ingest, each decision drawn from its
+  softmax; `eval.rollouts_per_track` episodes per track, each with its own sampling seed;
+- policy_greedy: the same export taking its most likely action (what the agent does right after transfer: it acts
+  by argmax); one episode per track, as it is deterministic;
 - expert: the scripted driver that made the data, driving every 10 ms as it did there (needs the synthetic env);
 - random: a uniformly random action per decision;
 - always_accel: action 0 ("accel") throughout.
 
-Every group's episodes run together: one environment per track, stepped in lockstep, and one batched policy
-forward per decision for all live episodes. Everything random is seeded from `eval.seed` and the track seed,
-so a rerun writes the same bytes. Outputs: metrics.json (one group of numbers per policy: completion_rate,
-progress, lap_time_ratio, offroad_fraction, mean_speed), tracks.json (one row per group and track),
-action_mix.json (the policy's decisions against the expert's) and media/ (rollout video, path data for the maps).
+Every group's episodes run together: one environment per episode, stepped in lockstep, and one batched policy
+forward per decision for all live episodes. Everything random is seeded from `eval.seed`, the track seed and the
+rollout index, so a rerun writes the same bytes. Outputs: metrics.json (per group: completion_rate,
+clean_completion_rate, progress, lap_time_ratio, offroad_fraction, mean_speed, each with its 95 % interval as
+`<name>_low` / `<name>_high`: stats.py), tracks.json (one row per episode), action_mix.json (the policy's decisions
+against the expert's) and media/ (rollout video, path data for the maps).
 
-    python -m tmpretrain.evaluate --bench [--model-dir models/bc]   # env, render and policy costs on this machine
+    python -m tmpretrain.evaluate --bench [--model-dir models/bc]   # decisions/s for 1 and 32 envs on this machine
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import math
 import shutil
 import time
 from collections import Counter
@@ -48,14 +52,15 @@ from .export import (
     load_export,
 )
 from .models import BCModel, normalize
+from .stats import clustered_rate, format_interval, hierarchical_bootstrap, nanmean_or_nan
 from .synthetic.env import ENTRY_POINT
 
-GROUPS = ("policy", "expert", "random", "always_accel")
+GROUPS = ("policy", "policy_greedy", "expert", "random", "always_accel")
+POLICY_GROUPS = {"policy": "sample", "policy_greedy": "greedy"}
+CLEAN_OFFROAD_FRACTION = 0.05  # a clean lap spends at most this share of its time off the road
 ALWAYS_ACCEL = ACTION_NAMES.index("accel")
-# Parts of a BC model beyond the agent's files that a policy needs where the run has them (not exported yet:
-# docs/evaluation.md). Without them the policy group is skipped, with the reason, and the baselines still run.
 METRICS_FILE, TRACKS_FILE, ACTION_MIX_FILE, MEDIA_DIR = "metrics.json", "tracks.json", "action_mix.json", "media"
-_RESET_STREAM, _RANDOM_STREAM, _SAMPLE_STREAM = 0, 1, 2
+_RESET_STREAM, _RANDOM_STREAM, _SAMPLE_STREAM, _BOOTSTRAP_STREAM = 0, 1, 2, 3
 
 
 class PolicyUnavailable(ExportError):
@@ -148,6 +153,7 @@ class Episode:
     """One episode's record, one entry per decision (the reset state first for positions)."""
 
     track: int
+    rollout: int = 0
     actions: list[int] = field(default_factory=list)
     x: list[float] = field(default_factory=list)
     y: list[float] = field(default_factory=list)
@@ -158,9 +164,10 @@ class Episode:
     _rngs: dict = field(default_factory=dict, repr=False)
 
     def rng(self, stream: int, seed: int) -> np.random.Generator:
-        """This episode's generator for one purpose (random actions, sampling), seeded by (seed, track, stream)."""
+        """This episode's generator for one purpose (random actions, sampling), seeded by (seed, track, rollout,
+        stream)."""
         if stream not in self._rngs:
-            self._rngs[stream] = np.random.default_rng([seed, self.track, stream])
+            self._rngs[stream] = np.random.default_rng([seed, self.track, self.rollout, stream])
         return self._rngs[stream]
 
     def record(self, info: dict) -> None:
@@ -177,11 +184,14 @@ def reset_seed(seed: int, track: int) -> int:
     return int(np.random.SeedSequence([seed, track, _RESET_STREAM]).generate_state(1)[0])
 
 
-def rollout(envs: list[gym.Env], tracks: list[int], policy, seed: int, keep_frames: int = 0) -> list[Episode]:
-    """Run one episode per env, all together: each decision, one policy call for every live episode.
+def rollout(
+    envs: list[gym.Env], runs: list[tuple[int, int]], policy, seed: int, keep_frames: int = 0
+) -> list[Episode]:
+    """Run one episode per env, all together: each decision, one policy call for every live episode. `runs`: the
+    (track, rollout index) of each env.
 
     `keep_frames`: the first this many episodes keep their newest observed frame per decision (for the video)."""
-    episodes = [Episode(track) for track in tracks]
+    episodes = [Episode(track, index) for track, index in runs]
     observations = []
     for env, ep in zip(envs, episodes, strict=True):
         obs, info = env.reset(seed=reset_seed(seed, ep.track))
@@ -216,28 +226,34 @@ def _newest_frame(obs) -> np.ndarray:
 
 
 def _r(x: float | None, digits: int = 4) -> float | None:
-    return None if x is None else round(float(x), digits)
+    """Rounded for JSON; None for a missing or undefined (NaN) value."""
+    return None if x is None or not math.isfinite(x) else round(float(x), digits)
 
 
 def track_rows(group: str, episodes: list[Episode], expert_laps: dict[int, float]) -> list[dict]:
+    """One row per episode. A lap is clean when at most CLEAN_OFFROAD_FRACTION of its time was off the road."""
     rows = []
     for ep in episodes:
         info = ep.final
         finished = bool(info.get("terminated")) and info.get("lap_time_s", 0.0) > 0.0
         lap = info["lap_time_s"] if finished else None
         time_s = float(info["time_s"])
+        offroad = info["offroad_s"] / time_s if time_s > 0 else 0.0
         ratio = lap / expert_laps[ep.track] if finished and expert_laps.get(ep.track) else None
         rows.append(
             {
                 "group": group,
                 "track": ep.track,
+                "rollout": ep.rollout,
                 "finished": finished,
+                "clean": finished and offroad <= CLEAN_OFFROAD_FRACTION,
                 "progress": _r(info["progress"]),
                 "lap_time_s": _r(lap, 2),
                 "lap_time_ratio": _r(ratio),
-                "offroad_fraction": _r(info["offroad_s"] / time_s if time_s > 0 else 0.0),
+                "offroad_fraction": _r(offroad),
                 "mean_speed": _r(np.mean(ep.speed[1:]) if len(ep.speed) > 1 else 0.0, 3),
                 "time_s": _r(time_s, 2),
+                "gates_passed": int(info.get("gates_passed", 0)),
                 "end": info.get("end", ""),
                 "decisions": len(ep.actions),
             }
@@ -245,17 +261,29 @@ def track_rows(group: str, episodes: list[Episode], expert_laps: dict[int, float
     return rows
 
 
-def group_metrics(rows: list[dict]) -> dict:
-    """completion_rate, progress (mean lap fraction), lap_time_ratio (mean over tracks both this group and the
-    expert finish), offroad_fraction and mean_speed (means over tracks)."""
-    ratios = [r["lap_time_ratio"] for r in rows if r["lap_time_ratio"] is not None]
-    return {
-        "completion_rate": _r(np.mean([r["finished"] for r in rows])),
-        "progress": _r(np.mean([r["progress"] for r in rows])),
-        "lap_time_ratio": _r(np.mean(ratios)) if ratios else None,
-        "offroad_fraction": _r(np.mean([r["offroad_fraction"] for r in rows])),
-        "mean_speed": _r(np.mean([r["mean_speed"] for r in rows]), 3),
-    }
+RATES = ("completion_rate", "clean_completion_rate")
+MEANS = ("progress", "lap_time_ratio", "offroad_fraction", "mean_speed")
+
+
+def group_metrics(rows: list[dict], seed: int = 0) -> dict:
+    """Per group: the rates (completion_rate, clean_completion_rate: share of episodes) with 95 % Wilson
+    intervals at the effective sample size, and the means (progress: lap fraction; lap_time_ratio: over episodes
+    that finished where the expert did; offroad_fraction; mean_speed) with 95 % bootstrap intervals that resample
+    tracks, then rollouts within them (stats.py). Each value `x` comes with `x_low` and `x_high`."""
+    by_track: dict[int, list[dict]] = {}
+    for row in rows:
+        by_track.setdefault(row["track"], []).append(row)
+    clusters = list(by_track.values())
+    out: dict = {"episodes": len(rows), "tracks": len(clusters)}
+    for name, key in zip(RATES, ("finished", "clean"), strict=True):
+        rate, low, high = clustered_rate([[float(r[key]) for r in c] for c in clusters])
+        out.update({name: _r(rate), f"{name}_low": _r(low), f"{name}_high": _r(high)})
+    for i, name in enumerate(MEANS):
+        values = [[np.nan if r[name] is None else r[name] for r in c] for c in clusters]
+        digits = 3 if name == "mean_speed" else 4
+        mean, low, high = hierarchical_bootstrap(values, nanmean_or_nan, seed=[seed, _BOOTSTRAP_STREAM, i])
+        out.update({name: _r(mean, digits), f"{name}_low": _r(low, digits), f"{name}_high": _r(high, digits)})
+    return out
 
 
 def action_mix(episodes: list[Episode]) -> dict[str, float]:
@@ -321,6 +349,7 @@ class EvalSetup:
     stuck_limit_s: float
     render_size: tuple[int, int] = (128, 128)  # (height, width) the synthetic env renders at
     video_tracks: int = 3
+    rollouts_per_track: int = 1  # of the sampled policy; every other group drives each track once
 
     @property
     def synthetic(self) -> bool:
@@ -368,6 +397,7 @@ def setup_from_params(params, cache_dir: Path) -> EvalSetup:
         stuck_limit_s=ev.stuck_limit_s,
         render_size=(params.synth.height, params.synth.width),
         video_tracks=ev.video_tracks,
+        rollouts_per_track=ev.rollouts_per_track,
     )
 
 
@@ -388,21 +418,23 @@ def _check_spaces(env: gym.Env, policy: ExportedPolicy, env_id: str) -> None:
 # ---------------------------------------------------------------------------------------------- the run
 
 
-def _run_group(setup: EvalSetup, policy, observation: dict, keep_frames: int = 0, **synth_only):
-    envs = [setup.make_env(t, observation, **synth_only) for t in setup.tracks]
+def _run_group(setup: EvalSetup, policy, observation: dict, rollouts: int = 1, keep_frames: int = 0, **synth_only):
+    """Every track `rollouts` times (rollout-major: the first episodes are one of each track, for the video)."""
+    runs = [(track, i) for i in range(rollouts) for track in setup.tracks]
+    envs = [setup.make_env(track, observation, **synth_only) for track, _ in runs]
     try:
-        return envs, rollout(envs, setup.tracks, policy, setup.seed, keep_frames)
+        return envs, rollout(envs, runs, policy, setup.seed, keep_frames)
     finally:
         for env in envs:
             env.close()
 
 
-def evaluate(setup: EvalSetup, model_dir: Path, action_selection: str = "greedy") -> dict:
+def evaluate(setup: EvalSetup, model_dir: Path) -> dict:
     """Drive every group on every track; return {"metrics", "tracks", "action_mix", "episodes", "geometry",
-    "policy_note"}. The policy runs on one thread: its batches (one frame per live track) are far too small to
-    gain from more, and a second thread spinning on a busy machine made each forward 5-20x slower."""
+    "policy_note"}. The policy runs on one thread: its batches (one frame per live episode) are too small to gain
+    from more, and a second thread spinning on a busy machine made each forward 5-20x slower."""
     with one_torch_thread():
-        return _evaluate(setup, model_dir, action_selection)
+        return _evaluate(setup, model_dir)
 
 
 @contextmanager
@@ -415,14 +447,15 @@ def one_torch_thread():
         torch.set_num_threads(threads)
 
 
-def _evaluate(setup: EvalSetup, model_dir: Path, action_selection: str) -> dict:
-    policy, note = None, None
+def _evaluate(setup: EvalSetup, model_dir: Path) -> dict:
+    policies, note = {}, None
     try:
-        policy = ExportedPolicy(model_dir, action_selection, setup.seed)
+        policies = {g: ExportedPolicy(model_dir, how, setup.seed) for g, how in POLICY_GROUPS.items()}
     except PolicyUnavailable as exc:
         note = str(exc)
     observation = dict(image_height=64, image_width=64, n_stack=1, include_floats=False)
-    if policy is not None:
+    if policies:
+        policy = policies["policy"]
         observation = dict(
             image_height=policy.image_hw[0],
             image_width=policy.image_hw[1],
@@ -440,14 +473,17 @@ def _evaluate(setup: EvalSetup, model_dir: Path, action_selection: str) -> dict:
     if synthetic:
         envs, episodes["expert"] = _run_group(setup, ConstantPolicy(0), observation, autopilot=True, **blind)
         geometry = {t: env.unwrapped.track for t, env in zip(setup.tracks, envs, strict=True)}
-    if policy is not None:
-        _, episodes["policy"] = _run_group(setup, policy, observation, keep_frames=setup.video_tracks)
+    if policies:
+        _, episodes["policy"] = _run_group(
+            setup, policies["policy"], observation, setup.rollouts_per_track, keep_frames=setup.video_tracks
+        )
+        _, episodes["policy_greedy"] = _run_group(setup, policies["policy_greedy"], observation)
     _, episodes["random"] = _run_group(setup, RandomPolicy(setup.seed), observation, **blind)
     _, episodes["always_accel"] = _run_group(setup, ConstantPolicy(ALWAYS_ACCEL), observation, **blind)
 
     expert_laps = {r["track"]: r["lap_time_s"] for r in track_rows("expert", episodes.get("expert", []), {})}
     rows = {g: track_rows(g, episodes[g], expert_laps) for g in GROUPS if g in episodes}
-    metrics = {g: group_metrics(rows[g]) if g in rows else None for g in GROUPS}
+    metrics = {g: group_metrics(rows[g], setup.seed) if g in rows else None for g in GROUPS}
     mixes = {g: action_mix(episodes[g]) for g in ("policy", "expert") if g in episodes}
     if "policy" in mixes and "expert" in mixes:
         metrics["policy"]["action_mix_distance"] = total_variation(mixes["policy"], mixes["expert"])
@@ -478,15 +514,20 @@ def _write_json(path: Path, obj) -> None:
 
 
 def summary_lines(result: dict) -> list[str]:
+    """One line per group: each figure with its 95 % interval."""
     lines = []
     for group in GROUPS:
         m = result["metrics"].get(group)
         if m is None:
             continue
-        ratio = "-" if m["lap_time_ratio"] is None else f"{m['lap_time_ratio']:.2f}"
+
+        def fig(name: str, spec: str = ".2f", m=m) -> str:
+            return format_interval(m[name], m[f"{name}_low"], m[f"{name}_high"], spec)
+
         lines.append(
-            f"  {group:<12} completion {m['completion_rate']:.2f}  progress {m['progress']:.2f}  lap time ratio "
-            f"{ratio}  off road {100 * m['offroad_fraction']:.0f}%  mean speed {m['mean_speed']:.1f} m/s"
+            f"  {group:<13} completion {fig('completion_rate')}  clean {fig('clean_completion_rate')}  progress "
+            f"{fig('progress')}  lap time ratio {fig('lap_time_ratio')}  off road {fig('offroad_fraction')}  "
+            f"speed {fig('mean_speed', '.1f')} m/s  ({m['episodes']} episodes)"
         )
     if result["policy_note"]:
         lines.append(f"  policy not evaluated: {result['policy_note']}")
@@ -496,41 +537,46 @@ def summary_lines(result: dict) -> list[str]:
 # ---------------------------------------------------------------------------------------------- benchmark
 
 
-def _best_seconds(fn, calls: int, rounds: int) -> float:
+def _best_seconds(fn, calls: int, rounds: int, clock=time.perf_counter) -> float:
     """Seconds per call of `fn`, the best of `rounds` rounds (a burst of load on a shared machine hurts a round,
     not the figure)."""
     best = float("inf")
     for _ in range(rounds):
-        start = time.perf_counter()
+        start = clock()
         for _ in range(calls):
             fn()
-        best = min(best, (time.perf_counter() - start) / calls)
+        best = min(best, (clock() - start) / calls)
     return best
 
 
-def bench(model_dir: Path | None = None, decisions: int = 300, batch: int = 10, rounds: int = 3) -> dict:
-    """Costs on this machine: physics steps/s (blind, always accelerating, 100 ms decisions), rendering one frame
-    at the synthesized size, the same plus ingest's preprocessing (JPEG round trip, resize), observed decisions/s,
-    and one batched policy forward (on one thread, as `evaluate` runs it)."""
+def bench(model_dir: Path | None = None, decisions: int = 300, batch: int = 32, rounds: int = 3) -> dict:
+    """Costs on this machine, each the best of `rounds`: physics steps/s (blind, always accelerating, 100 ms
+    decisions); observed decisions per CPU-second (rendered, JPEG round trip and resize as ingest does) with 1
+    env and with `batch` envs on as many tracks stepped in lockstep, as `evaluate` steps them; rendering one
+    frame; and one batched policy forward of `batch` frames (on one thread, as `evaluate` runs it)."""
     from .synthetic.env import SynthTrackEnv
 
-    endless = dict(track=0, time_limit_s=1e6, offroad_limit_s=1e6, stuck_limit_s=1e6)
+    endless = dict(time_limit_s=1e6, offroad_limit_s=1e6, stuck_limit_s=1e6)
     out: dict[str, float] = {}
-    blind = SynthTrackEnv(observe=False, **endless)
+    blind = SynthTrackEnv(track=0, observe=False, **endless)
     blind.reset(seed=0)
     per_decision = _best_seconds(lambda: blind.step(ALWAYS_ACCEL), decisions, rounds)
     out["physics_steps_per_s"] = round(10 / per_decision)  # 10 physics steps of 10 ms per 100 ms decision
-    env = SynthTrackEnv(**endless)
-    env.reset(seed=0)  # builds the renderer (its road texture) outside the timing
-    out["observed_decisions_per_s"] = round(1 / _best_seconds(lambda: env.step(ALWAYS_ACCEL), decisions, rounds), 1)
-    state = env._render_state_now()
-    out["render_ms"] = round(1000 * _best_seconds(lambda: env._render_state(state), decisions, rounds), 3)
+    for n_envs in (1, batch):
+        envs = [SynthTrackEnv(track=t, **endless) for t in range(n_envs)]
+        for env in envs:
+            env.reset(seed=0)  # builds the renderers (their road textures) outside the timing
 
-    def observe():
-        env._frames.clear()
-        env._frame_at_step(env._k)
+        def step_all(envs=envs):
+            for env in envs:
+                env.step(ALWAYS_ACCEL)
 
-    out["render_and_preprocess_ms"] = round(1000 * _best_seconds(observe, decisions, rounds), 3)
+        calls = max(1, decisions // n_envs)
+        seconds = _best_seconds(step_all, calls, rounds, clock=time.process_time) / n_envs
+        out[f"observed_decisions_per_cpu_s_{n_envs}_env{'s' if n_envs > 1 else ''}"] = round(1 / seconds, 1)
+    frame = envs[0].render_frame()
+    out["render_ms"] = round(1000 * _best_seconds(envs[0].render_frame, decisions, rounds), 3)
+    out["frame_shape"] = list(frame.shape)
     if model_dir is not None:
         policy = ExportedPolicy(model_dir)
         obs = [np.zeros((policy.n_stack, *policy.image_hw), dtype=np.uint8)] * batch
@@ -543,7 +589,7 @@ def bench(model_dir: Path | None = None, decisions: int = 300, batch: int = 10, 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m tmpretrain.evaluate", description=__doc__.splitlines()[0])
-    ap.add_argument("--bench", action="store_true", help="print env, render and policy costs on this machine")
+    ap.add_argument("--bench", action="store_true", help="print env, render and policy costs on this machine (JSON)")
     ap.add_argument("--model-dir", type=Path, default=None, help="an export directory to time the policy of")
     args = ap.parse_args(argv)
     if not args.bench:

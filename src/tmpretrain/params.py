@@ -217,6 +217,13 @@ class TrainerParams(_Group):
     )
     channels_last: Bool = _field(False, "channels-last memory format (faster convolutions on some GPUs)")
     compile: Bool = _field(False, "torch.compile the model")
+    cpu_threads: Int = _field(
+        2,
+        "torch CPU threads; a CPU run's bytes depend on it, so it is fixed (not the machine's core count) and "
+        "recorded in the export's metadata",
+        ge=1,
+        le=1_024,
+    )
 
     @field_validator("accelerator")
     @classmethod
@@ -366,12 +373,14 @@ class EvalParams(_Group):
 
     env: Text = _field("tmpretrain/SynthTrack-v0", "any Gymnasium id with the same observation/action spaces")
     n_tracks: Int = _field(
-        10, "held-out tracks: seeds 0 .. n_tracks - 1 of a stream disjoint from synthesize's", ge=1, le=10_000
+        32, "held-out tracks: seeds 0 .. n_tracks - 1 of a stream disjoint from synthesize's", ge=1, le=10_000
     )
     track_seeds: Annotated[list[Seed], BeforeValidator(_list)] = _field(
         [], "explicit track seeds (distinct); non-empty overrides eval.n_tracks"
     )
-    seed: Seed = _field(0, "the expert's style and mistakes, the random baseline and sampling (not the tracks)")
+    seed: Seed = _field(
+        0, "the expert's style and mistakes, the random baseline, sampling and the bootstrap (not the tracks)"
+    )
     time_limit_s: Float = _field(60.0, "truncate an episode after this much simulated time", gt=0.0, le=86_400.0)
     decision_interval_ms: Int = _field(
         0, "each action held this long; 0 = the capture frame interval of the training data", ge=0, le=10_000
@@ -380,10 +389,13 @@ class EvalParams(_Group):
     stuck_limit_s: Float = _field(
         5.0, "truncate after this long without gaining 1 m on the best progress", gt=0.0, le=86_400.0
     )
-    action_selection: Literal["greedy", "sample"] = _field(
-        "sample",
-        "sample: draw each decision from the policy's softmax (seeded); greedy: its most likely action. Sampling keeps "
-        "the expert's mix of lifting and braking that argmax loses (docs/evaluation.md)",
+    rollouts_per_track: Int = _field(
+        4,
+        "episodes per track of the sampled policy (group policy: each decision drawn from its softmax, seeded per "
+        "track and rollout); the greedy policy (group policy_greedy, its argmax) and the other groups drive each "
+        "track once",
+        ge=1,
+        le=1_000,
     )
     video_tracks: Int = _field(3, "tracks whose rollout goes into the video (at most this many)", ge=0, le=10_000)
 

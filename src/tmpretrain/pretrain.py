@@ -22,6 +22,7 @@ from PIL import Image
 
 from .actions import MAIN_ACTIONS, N_ACTIONS, action_table
 from .cache import FrameStore
+from .cpu_math import kernel_summary
 from .datamodule import FrameDataModule
 from .errors import ParamsError
 from .export import (
@@ -228,6 +229,7 @@ def _common_meta(store: FrameStore, params, selected, history_len: int) -> dict:
         },
         "git_commit": git_commit(),
         "params": as_dict(params),
+        "cpu_math": kernel_summary(),
     }
 
 

@@ -25,6 +25,7 @@ from dvclive import Live
 from lightning.pytorch.callbacks import Callback, Checkpoint, EarlyStopping, TQDMProgressBar
 
 from .actions import ACTION_NAMES, N_ACTIONS
+from .cpu_math import set_threads
 from .metrics import epoch_metrics, support_counts
 from .models import BCModel, VisionModel, normalize
 from .params import BCParams, EarlyStoppingParams, SelectionParams, TrainerParams, VisParams
@@ -570,6 +571,7 @@ def build_trainer(
         )
     if checkpoint is not None:
         callbacks.append(checkpoint)
+    set_threads(trainer.cpu_threads)
     # `auto` runs on the CPU where there is no GPU: that run must be as bit-identical as an explicit `cpu` one.
     no_gpu = not torch.cuda.is_available() and not torch.backends.mps.is_available()
     on_cpu = trainer.accelerator == "cpu" or (trainer.accelerator == "auto" and no_gpu)

@@ -19,10 +19,11 @@ def main() -> None:
     params = load_params()
     start = time.perf_counter()
     setup = setup_from_params(params, Path(params.data.cache_dir))
-    result = evaluate(setup, MODEL_DIR, params.eval.action_selection)
+    result = evaluate(setup, MODEL_DIR)
     write_outputs(result, setup, OUT_DIR)
     print(
-        f"evaluate: {len(setup.tracks)} held-out tracks on {setup.env_id}, decisions every "
+        f"evaluate: {len(setup.tracks)} held-out tracks ({setup.rollouts_per_track} sampled rollouts each) on "
+        f"{setup.env_id}, decisions every "
         f"{setup.decision_interval_ms:g} ms, in {time.perf_counter() - start:.1f} s -> {OUT_DIR}"
     )
     for line in summary_lines(result):

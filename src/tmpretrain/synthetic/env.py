@@ -9,8 +9,11 @@ apart, the first frame repeated before the episode's start (windows.py's order a
 `meta`. Actions are the project's 12 (actions.py); physics runs every 10 ms and each decision is held until the
 next one (`decision_interval_ms`).
 
-Reward: metres of progress along the centre line. Terminated: a lap is finished. Truncated: the time limit, off
-the road for `offroad_limit_s` without a break, or `stuck_limit_s` without gaining a metre on the best progress.
+Reward: metres of credited progress (race.py's track limits: road distance to the last checkpoint gate passed in
+order plus the on-road distance beyond it; leaving the road gives back what was credited beyond the gate).
+Terminated: a lap is finished (every gate passed in order). Truncated: the time limit, off the road for
+`offroad_limit_s` without a break, or `stuck_limit_s` without gaining a metre on the best credited progress (which
+is also how a car that skipped a gate ends, unless it goes back for it).
 
 Tracks: `track` is a seed of the held-out stream, whose random generators can never be in the state of any of
 synthesize's (see `heldout_track`); with `training_seed` set, `track` is instead the index of a track synthesize
@@ -18,10 +21,15 @@ made with that seed (to compare the environment with the training data). `autopi
 driver that made the data drive (its style and mistakes drawn from the reset seed; the action passed to `step`
 is ignored, `info["action"]` says what it did). `observe=False` skips rendering and returns blank frames, for
 policies that do not look (expert, baselines).
+
+Version history: v0 (this id since the track-limits release) credits progress by checkpoint gates, has grass drag
+and grip that make leaving the road cost time, renders one sample per pixel, and reports `gates_passed` and
+`offroad_fraction`; before it, progress was the projection on the centre line, so cutting across the grass paid.
 """
 
 from __future__ import annotations
 
+import weakref
 from collections import deque
 from functools import lru_cache
 from pathlib import Path
@@ -41,6 +49,7 @@ from .track import Track, generate_track
 
 ENV_ID = "tmpretrain/SynthTrack-v0"
 ENTRY_POINT = "tmpretrain.synthetic.env:SynthTrackEnv"
+VECTOR_ENTRY_POINT = "tmpretrain.synthetic.env:make_vector_env"
 
 # Held-out generators are seeded with [seed, *_HELDOUT_TAG, stream]: five or more 32-bit words, the tag words all
 # >= 3. synthesize seeds with [seed, stream < 3, index(, replay)]: at most five words, and where five, the word
@@ -55,15 +64,22 @@ def _heldout_rng(seed: int, stream: int) -> np.random.Generator:
     return np.random.default_rng([int(seed) % 2**64, *_HELDOUT_TAG, stream])
 
 
-@lru_cache(maxsize=32)
+@lru_cache(maxsize=1024)  # a track is ~100 kB: every track of a large evaluation stays
 def heldout_track(seed: int) -> Track:
     """The held-out evaluation track of this seed (never one of synthesize's tracks)."""
     return generate_track(_heldout_rng(seed, _TRACK_STREAM))
 
 
-@lru_cache(maxsize=16)
-def _heldout_renderer(seed: int, width: int, height: int) -> Renderer:
-    return Renderer(heldout_track(seed), width, height, _heldout_rng(seed, _SCENERY_STREAM))
+# Renderers (a road texture of a few MB each) live as long as an env holds them: envs on the same track share one,
+# and memory grows with the tracks being driven at once, never with how many were driven before.
+_renderers: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
+
+
+def _shared_renderer(key: tuple, make) -> Renderer:
+    renderer = _renderers.get(key)
+    if renderer is None:
+        renderer = _renderers[key] = make()
+    return renderer
 
 
 class SynthTrackEnv(gym.Env):
@@ -120,6 +136,7 @@ class SynthTrackEnv(gym.Env):
             self.observation_space = frames
         self.action_space = spaces.Discrete(N_ACTIONS)
         self._race: Race | None = None
+        self._renderer: Renderer | None = None
 
     # ------------------------------------------------------------------------------------------ gymnasium
 
@@ -168,8 +185,14 @@ class SynthTrackEnv(gym.Env):
     def render(self):
         if self.render_mode != "rgb_array" or self._race is None:
             return None
-        frame = self._render_state(self._render_state_now())
-        return np.repeat(frame[:, :, None], 3, axis=2)
+        return np.repeat(self.render_frame()[:, :, None], 3, axis=2)
+
+    def render_frame(self) -> np.ndarray:
+        """The current state's frame as the capture tool grabs it: grayscale uint8 at the render size (before
+        the JPEG round trip and resize that make the observation). Needs reset() first."""
+        if self._race is None:
+            raise RuntimeError("call reset() before render_frame()")
+        return self._render_state(self._render_state_now())
 
     # ------------------------------------------------------------------------------------------ internals
 
@@ -207,14 +230,20 @@ class SynthTrackEnv(gym.Env):
         if self.observe:
             self._states.append((self._k, self._render_state_now()))
 
-    def _renderer(self) -> Renderer:
-        h, w = self.render_size
-        if self.training_seed is None:
-            return _heldout_renderer(self.track_seed, w, h)
-        return get_renderer(self.training_seed, self.track_seed, w, h)
+    def close(self):
+        self._renderer = None
+        super().close()
 
     def _render_state(self, state: tuple) -> np.ndarray:
-        return self._renderer().render(*state)
+        if self._renderer is None:
+            h, w = self.render_size
+            if self.training_seed is None:
+                seed = self.track_seed
+                make = lambda: Renderer(self.track, w, h, _heldout_rng(seed, _SCENERY_STREAM))  # noqa: E731
+                self._renderer = _shared_renderer(("heldout", seed, w, h), make)
+            else:
+                self._renderer = get_renderer(self.training_seed, self.track_seed, w, h)
+        return self._renderer.render(*state)
 
     def _frame_at_step(self, k: int) -> np.ndarray:
         """The observed frame of the state after k physics steps: rendered, encoded and decoded, resized."""
@@ -264,12 +293,16 @@ class SynthTrackEnv(gym.Env):
         race, car = self._race, self._race.car
         length = self.track.length
         finished = race.laps >= 1
+        time_s = self._k * STEP_MS / 1000.0
+        offroad_s = self._offroad_steps * STEP_MS / 1000.0
         return {
             "progress": 1.0 if finished else float(min(max(race.progress / length, 0.0), 1.0)),
             "distance_m": float(race.progress),
+            "gates_passed": int(race.gates_passed),
             "lap_time_s": race.lap_times[0] / 1000.0 if finished else 0.0,
-            "time_s": self._k * STEP_MS / 1000.0,
-            "offroad_s": self._offroad_steps * STEP_MS / 1000.0,
+            "time_s": time_s,
+            "offroad_s": offroad_s,
+            "offroad_fraction": offroad_s / time_s if time_s > 0 else 0.0,
             "speed": float(car.speed),
             "on_road": bool(race.on_road),
             "x": float(car.x),
@@ -277,3 +310,14 @@ class SynthTrackEnv(gym.Env):
             "action": -1 if action is None else int(action),
             "end": end,
         }
+
+
+def make_vector_env(num_envs: int = 1, tracks=None, **kwargs) -> gym.vector.SyncVectorEnv:
+    """`gymnasium.make_vec(ENV_ID, num_envs, vectorization_mode="vector_entry_point", tracks=[...])`: one env per
+    track (held-out seeds 0 .. num_envs - 1 unless `tracks` names them), stepped in one process; the other keywords
+    go to every env. ("sync" and "async" make_vec modes work too, with every env on the `track` keyword's track.)"""
+    tracks = list(range(num_envs)) if tracks is None else [int(t) for t in tracks]
+    if len(tracks) != num_envs:
+        raise ValueError(f"tracks names {len(tracks)} tracks for {num_envs} envs")
+    kwargs.pop("track", None)
+    return gym.vector.SyncVectorEnv([lambda t=t: SynthTrackEnv(track=t, **kwargs) for t in tracks])

@@ -138,6 +138,7 @@ def simulate_replay(job: _Job, render: bool = True) -> dict:
         "meta": meta,
         "laps": race.laps,
         "lap_times": race.lap_times,
+        "centre_distance_m": race.centre_progress,  # along the centre line, gates or not
         "off_road": off_road,
         "perturbed": perturbed,
         "mean_speed": speed_sum / n_steps,

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from numba import njit
 
 ROAD_HALF_WIDTH = 6.0  # m (12 m of asphalt)
 KERB_WIDTH = 1.2  # m on each side, still counts as road
@@ -44,18 +45,48 @@ class Track:
 
     def locate(self, x: float, y: float, hint: int, window: int = 40) -> tuple[int, float, float]:
         """Nearest centre-line sample near index `hint`: (index, signed lateral offset (+ left), along offset)."""
-        n = self.n
-        idx = (np.arange(hint - window, hint + window + 1)) % n
-        d = self.points[idx] - (x, y)
-        k = int(idx[np.argmin(np.einsum("ij,ij->i", d, d))])
-        dx, dy = x - self.points[k, 0], y - self.points[k, 1]
-        lat = dx * self.normals[k, 0] + dy * self.normals[k, 1]
-        along = dx * self.tangents[k, 0] + dy * self.tangents[k, 1]
-        return k, float(lat), float(along)
+        k = _nearest(self.points, x, y, hint - window, 2 * window + 1)
+        return k, *_offsets(self.points, self.normals, self.tangents, k, x, y)
+
+    def locate_near(self, x: float, y: float, hint: int, window: int, far: float) -> tuple[int, float]:
+        """(index, lateral offset) of the nearest sample within `window` of `hint`, or of the whole loop where that
+        one is more than `far` metres to the side (a car far off the road can outrun the local search)."""
+        return _locate_near(self.points, self.normals, x, y, hint, window, far)
 
     def locate_global(self, x: float, y: float) -> int:
-        d = self.points - (x, y)
-        return int(np.argmin(np.einsum("ij,ij->i", d, d)))
+        """Nearest centre-line sample of the whole loop."""
+        return _nearest(self.points, x, y, 0, self.n)
+
+
+@njit(cache=True, nogil=True)
+def _offsets(points, normals, tangents, k, x, y):
+    dx, dy = x - points[k, 0], y - points[k, 1]
+    return dx * normals[k, 0] + dy * normals[k, 1], dx * tangents[k, 0] + dy * tangents[k, 1]
+
+
+@njit(cache=True, nogil=True)
+def _locate_near(points, normals, x, y, hint, window, far):
+    k = _nearest(points, x, y, hint - window, 2 * window + 1)
+    lat = (x - points[k, 0]) * normals[k, 0] + (y - points[k, 1]) * normals[k, 1]
+    if abs(lat) > far:
+        k = _nearest(points, x, y, 0, points.shape[0])
+        lat = (x - points[k, 0]) * normals[k, 0] + (y - points[k, 1]) * normals[k, 1]
+    return k, lat
+
+
+@njit(cache=True, nogil=True)
+def _nearest(points: np.ndarray, x: float, y: float, first: int, count: int) -> int:
+    """Index of the point nearest (x, y) among `count` consecutive ones from `first` (wrapping); the first of
+    equally near ones."""
+    n = points.shape[0]
+    best, best_d = 0, np.inf
+    for i in range(first, first + min(count, n)):
+        k = i % n
+        dx, dy = points[k, 0] - x, points[k, 1] - y
+        d = dx * dx + dy * dy
+        if d < best_d:
+            best, best_d = k, d
+    return best
 
 
 def _chaikin_closed(p: np.ndarray, iterations: int) -> np.ndarray:

@@ -1,0 +1,68 @@
+"""Retrains reproduce on any x86-64 machine: the kernels' instruction set and the thread count are pinned by the
+package, so the caller's environment (OMP_NUM_THREADS, ATEN_CPU_CAPABILITY, ONEDNN_MAX_CPU_ISA) cannot change a
+training run's bytes."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from test_logs import stage_command, stage_env, tiny_project
+from test_reliability import STAGE_TIMEOUT, cache  # noqa: F401  (cache: the stage tests' module-scoped store)
+from tmpretrain.cpu_math import _has_avx2
+
+# A conv encoder and the agent's A_head, two epochs: enough arithmetic for kernels and threads to show.
+BC = {
+    "encoder_init": "none",
+    "epochs": 2,
+    "batch_size": 32,
+    "time_offsets_ms": [0],
+    "offset_weights": [1.0],
+    "early_stopping": {"enabled": False},
+    "trainer": {"accelerator": "cpu"},
+}
+CALLERS = {
+    "plain": {},
+    "one thread": {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"},
+    "avx512 kernels": {"ATEN_CPU_CAPABILITY": "avx512", "ONEDNN_MAX_CPU_ISA": "AVX512_CORE", "MKL_CBWR": "AUTO"},
+    "default kernels": {"ATEN_CPU_CAPABILITY": "default", "ONEDNN_MAX_CPU_ISA": "SSE41"},
+}
+
+
+def _export_bytes(root: Path) -> dict[str, str]:
+    files = sorted((root / "models" / "bc").glob("*.pt")) + [root / "reports" / "bc" / "metrics.json"]
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
+
+
+@pytest.mark.skipif(not _has_avx2(), reason="the pinned instruction set is AVX2; this CPU has none")
+def test_a_training_run_gives_the_same_bytes_whatever_the_callers_cpu_environment(cache, tmp_path):  # noqa: F811
+    results = {}
+    for name, env in CALLERS.items():
+        root = tiny_project(tmp_path / name.replace(" ", "_"), cache, bc=BC)
+        run = subprocess.run(
+            stage_command("pretrain_bc"),
+            cwd=root,
+            capture_output=True,
+            text=True,
+            env={**stage_env(), **env},
+            timeout=STAGE_TIMEOUT,
+        )
+        assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+        results[name] = _export_bytes(root)
+        meta = json.loads((root / "models" / "bc" / "pretrain_meta.json").read_text())
+        assert meta["cpu_math"] == {"cpu_capability": "AVX2", "cpu_threads": 2}, name
+    assert len(results["plain"]) >= 3
+    assert all(files == results["plain"] for files in results.values()), results
+
+
+def test_the_pin_is_set_before_torch_loads_and_overrides_the_caller():
+    code = "import tmpretrain, torch; print(torch.backends.cpu.get_cpu_capability())"
+    env = {**stage_env(), "ATEN_CPU_CAPABILITY": "default"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == ("AVX2" if _has_avx2() else "DEFAULT")

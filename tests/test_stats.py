@@ -1,0 +1,84 @@
+"""The interval functions on inputs with known answers."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from tmpretrain.stats import (
+    clustered_rate,
+    design_effect,
+    format_interval,
+    hierarchical_bootstrap,
+    nanmean_or_nan,
+    wilson_interval,
+)
+
+
+@pytest.mark.parametrize(
+    ("k", "n", "low", "high"),
+    [
+        # Published values (Newcombe 1998, Table I, method 3; and the closed form at the edges).
+        (81, 263, 0.2553, 0.3662),
+        (15, 148, 0.0624, 0.1605),
+        (0, 20, 0.0, 0.1611),
+        (1, 29, 0.0061, 0.1718),
+        (7, 10, 0.3968, 0.8922),
+        (10, 10, 0.7225, 1.0),
+    ],
+)
+def test_wilson_matches_published_values(k, n, low, high):
+    lo, hi = wilson_interval(k, n)
+    assert lo == pytest.approx(low, abs=1e-4) and hi == pytest.approx(high, abs=1e-4)
+
+
+def test_design_effect_is_one_without_clustering_and_the_cluster_size_when_clusters_are_uniform():
+    # Each track's rollouts all agree: k tracks of m rollouts carry the information of k episodes (k - 1 with the
+    # small-sample correction of the between-cluster variance, k / (k - 1)).
+    uniform = [[1, 1, 1, 1]] * 6 + [[0, 0, 0, 0]] * 6
+    assert design_effect(uniform) == pytest.approx(4 * 12 / 11, rel=1e-9)
+    rate, low, high = clustered_rate(uniform)
+    assert rate == 0.5 and (low, high) == pytest.approx(wilson_interval(5.5, 11), abs=1e-9)
+    # Every track the same mix: no between-track variance, the binomial interval of all episodes.
+    mixed = [[1, 0, 1, 0]] * 12
+    assert design_effect(mixed) == 1.0
+    assert clustered_rate(mixed)[1:] == pytest.approx(wilson_interval(24, 48))
+    assert design_effect([[1, 0, 1]]) == 1.0  # one cluster: nothing to estimate between clusters
+
+
+def test_bootstrap_of_iid_means_matches_the_normal_interval():
+    rng = np.random.default_rng(1)
+    x = rng.normal(10.0, 2.0, size=400)
+    est, low, high = hierarchical_bootstrap([[v] for v in x], seed=3)
+    se = x.std(ddof=1) / math.sqrt(len(x))
+    assert est == pytest.approx(x.mean())
+    assert low == pytest.approx(x.mean() - 1.96 * se, abs=0.3 * se)
+    assert high == pytest.approx(x.mean() + 1.96 * se, abs=0.3 * se)
+
+
+def test_bootstrap_resamples_clusters_so_rollouts_do_not_shrink_the_interval():
+    """Tracks differ, rollouts of a track agree: 40 rollouts of 20 tracks say no more than 20 tracks."""
+    rng = np.random.default_rng(2)
+    tracks = rng.normal(0.5, 0.2, size=20)
+    one = hierarchical_bootstrap([[t] for t in tracks], seed=0)
+    many = hierarchical_bootstrap([[t] * 40 for t in tracks], seed=0)
+    assert many[0] == pytest.approx(one[0])
+    assert many[2] - many[1] == pytest.approx(one[2] - one[1], rel=0.15)
+    flat = hierarchical_bootstrap([[t] for t in np.repeat(tracks, 40)], seed=0)  # the mistake: episodes as iid
+    assert flat[2] - flat[1] < 0.3 * (many[2] - many[1])
+
+
+def test_bootstrap_is_seeded_and_handles_undefined_units():
+    values = [[1.0, np.nan], [np.nan], [3.0, 5.0]]
+    a = hierarchical_bootstrap(values, nanmean_or_nan, seed=[0, 3])
+    assert a == hierarchical_bootstrap(values, nanmean_or_nan, seed=[0, 3])
+    assert a[0] == 3.0 and 1.0 <= a[1] <= a[2] <= 5.0
+    assert hierarchical_bootstrap([[5.0, 5.0], [5.0]]) == (5.0, 5.0, 5.0)
+    assert math.isnan(hierarchical_bootstrap([[np.nan]], nanmean_or_nan)[0])
+
+
+def test_format_interval():
+    assert format_interval(0.625, 0.48, 0.741) == "0.62 [0.48, 0.74]"
+    assert format_interval(None, None, None) == "-" and format_interval(22.04, None, None, ".1f") == "22.0"
