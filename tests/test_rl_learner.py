@@ -18,6 +18,15 @@ from tmpretrain.rl.replay import Batch
 HW = (36, 36)  # the encoder's smallest input: fast, the same layers
 
 
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """As the learner runs on a shared CPU: two threads on two busy cores are several times slower than one."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def make_learner(seed: int = 0, **overrides) -> Learner:
     torch.manual_seed(seed)
     return Learner(RLConfig(seed=seed, **overrides), IQNNetwork(HW))
