@@ -103,11 +103,11 @@ class Learner:
         quantiles = self.online(img, floats, taus)  # (B, N, A)
         chosen = quantiles.gather(2, b.actions[:, None, None].expand(-1, cfg.n_quantiles, 1)).squeeze(2)
         td_loss = quantile_huber_loss(targets, chosen, taus, cfg.kappa).sum()  # Linesight sums over the batch
-        loss, margin_loss, weight = td_loss, torch.zeros(()), self.margin_weight()
+        loss, margin_loss, weight = td_loss, torch.zeros(0), self.margin_weight()
         if weight > 0 and b.is_demo.any():
             demo_q = quantiles[b.is_demo].mean(dim=1)
-            margin_loss = large_margin_loss(demo_q, b.actions[b.is_demo], cfg.margin).sum()
-            loss = loss + weight * margin_loss
+            margin_loss = large_margin_loss(demo_q, b.actions[b.is_demo], cfg.margin)
+            loss = loss + weight * margin_loss.sum()
 
         for group in self.optimizer.param_groups:
             group["lr"] = schedule_value(cfg.lr_schedule, env_step)
@@ -125,7 +125,7 @@ class Learner:
         return {
             "loss": float(loss.detach()),
             "td_loss": float(td_loss.detach()) / n,
-            "margin_loss": float(margin_loss.detach()),
+            "margin_loss": float(margin_loss.detach().mean()) if margin_loss.numel() else 0.0,
             "grad_norm": float(grad_norm),
         }
 
