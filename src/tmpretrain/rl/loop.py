@@ -46,7 +46,8 @@ class EpisodeLog:
     end: str
 
 
-def _split(obs) -> tuple[np.ndarray, np.ndarray | None]:
+def split_observation(obs) -> tuple[np.ndarray, np.ndarray | None]:
+    """(frames, floats) of a SynthTrack-v0 observation; floats None without include_floats."""
     return (obs["frames"], obs["floats"]) if isinstance(obs, dict) else (obs, None)
 
 
@@ -80,14 +81,14 @@ def _train(rl: RLConfig, loop: LoopConfig, demos: ReplayBuffer | None, device: s
     envs = {track: gym.make(ENV_ID, track=track, **loop.env_kwargs) for track in sorted(set(loop.tracks))}
     episode, episode_steps, credit = 0, 0, 0.0
     track = loop.tracks[0]
-    frames, floats = _split(envs[track].reset(seed=rl.seed)[0])
+    frames, floats = split_observation(envs[track].reset(seed=rl.seed)[0])
     for step in range(loop.total_steps):
         epsilon = schedule_value(rl.epsilon_schedule, step)
         epsilon_boltzmann = schedule_value(rl.epsilon_boltzmann_schedule, step)
         extra = None if floats is None else floats[None]
         action = int(learner.act(frames[None], extra, epsilon, epsilon_boltzmann)[0])
         obs, reward, terminated, truncated, info = envs[track].step(action)
-        next_frames, next_floats = _split(obs)
+        next_frames, next_floats = split_observation(obs)
         scaled = reward * rl.reward_scale
         for transition in writer.step(frames, floats, action, scaled, next_frames, next_floats, terminated, truncated):
             buffer.add(transition)
@@ -102,7 +103,7 @@ def _train(rl: RLConfig, loop: LoopConfig, demos: ReplayBuffer | None, device: s
             )  # fmt: skip
             episode, episode_steps = episode + 1, 0
             track = loop.tracks[episode % len(loop.tracks)]
-            frames, floats = _split(envs[track].reset(seed=rl.seed + episode)[0])
+            frames, floats = split_observation(envs[track].reset(seed=rl.seed + episode)[0])
 
         if len(buffer) >= rl.learning_starts:
             credit += updates_per_step
