@@ -7,7 +7,6 @@ environment, acting and learning interleaved at `samples_per_transition / batch_
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
@@ -70,7 +69,7 @@ def _train(rl: RLConfig, loop: LoopConfig, demos: ReplayBuffer | None, device: s
     torch.manual_seed(rl.seed)
     image_hw = (loop.env_kwargs.get("image_height", 64), loop.env_kwargs.get("image_width", 64))
     network = IQNNetwork(image_hw)
-    init_from_export(network, loop.init, Path(loop.init_dir) if loop.init_dir else None)
+    init_from_export(network, loop.init, loop.init_dir)
     learner = Learner(rl, network, device)
     float_dim = FLOAT_INPUT_DIM if loop.env_kwargs.get("include_floats") else 0
     buffer = ReplayBuffer(rl.replay_capacity, (1, *image_hw), float_dim, seed=rl.seed)
@@ -85,8 +84,8 @@ def _train(rl: RLConfig, loop: LoopConfig, demos: ReplayBuffer | None, device: s
     for step in range(loop.total_steps):
         epsilon = schedule_value(rl.epsilon_schedule, step)
         epsilon_boltzmann = schedule_value(rl.epsilon_boltzmann_schedule, step)
-        extra = None if floats is None else floats[None]
-        action = int(learner.act(frames[None], extra, epsilon, epsilon_boltzmann)[0])
+        batch_floats = None if floats is None else floats[None]
+        action = int(learner.act(frames[None], batch_floats, epsilon, epsilon_boltzmann)[0])
         obs, reward, terminated, truncated, info = envs[track].step(action)
         next_frames, next_floats = split_observation(obs)
         scaled = reward * rl.reward_scale
@@ -96,11 +95,18 @@ def _train(rl: RLConfig, loop: LoopConfig, demos: ReplayBuffer | None, device: s
         episode_steps += 1
 
         if terminated or truncated:
-            finished = info["end"] == "finished"
             logs.append(
-                EpisodeLog(step + 1, track, episode_steps, info["distance_m"], info["progress"], finished,
-                           info["lap_time_s"], info["end"])
-            )  # fmt: skip
+                EpisodeLog(
+                    step=step + 1,
+                    track=track,
+                    steps=episode_steps,
+                    distance_m=info["distance_m"],
+                    progress=info["progress"],
+                    finished=terminated,  # the env terminates an episode only at the finish line
+                    lap_time_s=info["lap_time_s"],
+                    end=info["end"],
+                )
+            )
             episode, episode_steps = episode + 1, 0
             track = loop.tracks[episode % len(loop.tracks)]
             frames, floats = split_observation(envs[track].reset(seed=rl.seed + episode)[0])
