@@ -106,6 +106,29 @@ def test_a_seed_reproduces_the_run():
     assert not torch.equal(run(0), run(1))
 
 
+def test_a_resumed_learner_continues_exactly(tmp_path):
+    frames = fixed_batch().frames.numpy()
+    uninterrupted = make_learner(target_update_every_transitions=16)
+    for _ in range(4):
+        uninterrupted.update(fixed_batch())
+    uninterrupted.act(frames, epsilon=0.5)
+
+    first = make_learner(target_update_every_transitions=16)
+    for _ in range(2):
+        first.update(fixed_batch())
+    torch.save(first.state_dict(), tmp_path / "learner.pt")
+    resumed = make_learner(seed=99, target_update_every_transitions=16)  # another seed: everything comes from the file
+    resumed.load_state_dict(torch.load(tmp_path / "learner.pt", weights_only=False))
+    for _ in range(2):
+        resumed.update(fixed_batch())
+    resumed.act(frames, epsilon=0.5)
+
+    for a, b in ((uninterrupted.online, resumed.online), (uninterrupted.target, resumed.target)):
+        assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters(), strict=True))
+    assert (uninterrupted.act(frames, epsilon=0.5) == resumed.act(frames, epsilon=0.5)).all()
+    assert resumed.updates == 4 and resumed.transitions_trained == 32
+
+
 def test_schedules_by_hand():
     epsilon = RLConfig().epsilon_schedule  # (0, 1), (5k, 1), (30k, 0.1), (300k, 0.03)
     assert schedule_value(epsilon, 0) == 1.0 and schedule_value(epsilon, 5_000) == 1.0

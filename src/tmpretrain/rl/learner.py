@@ -129,6 +129,27 @@ class Learner:
             "grad_norm": float(grad_norm),
         }
 
+    def state_dict(self) -> dict:
+        """Everything a resumed run needs to continue exactly as an uninterrupted one (torch.save-able)."""
+        return {
+            "online": self.online.state_dict(),
+            "target": self.target.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "taus": self.taus.get_state(),
+            "act_taus": self.act_taus.get_state(),
+            "rng": self.rng.bit_generator.state,
+            "counters": [self.updates, self.transitions_trained, self._next_target_update],
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.online.load_state_dict(state["online"], strict=True)
+        self.target.load_state_dict(state["target"], strict=True)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.taus.set_state(state["taus"])
+        self.act_taus.set_state(state["act_taus"])
+        self.rng.bit_generator.state = state["rng"]
+        self.updates, self.transitions_trained, self._next_target_update = state["counters"]
+
     @torch.no_grad()
     def soft_update_target(self) -> None:
         """target <- (1 - tau) target + tau online (Linesight's soft_copy_param)."""
