@@ -139,7 +139,11 @@ def test_schedules_by_hand():
     assert learner.optimizer.param_groups[0]["lr"] == pytest.approx(5.5e-4)
 
 
-def test_config_is_frozen():
+def test_config_is_frozen_and_checked():
+    with pytest.raises(ValueError, match="n_quantiles=7"):
+        RLConfig(n_quantiles=7)
+    with pytest.raises(ValueError, match="gamma=1.5, demo_fraction=-0.1"):
+        RLConfig(gamma=1.5, demo_fraction=-0.1)
     cfg = RLConfig()
     with pytest.raises(AttributeError):
         cfg.gamma = 0.5  # type: ignore[misc]

@@ -59,6 +59,23 @@ class RLConfig:
     margin_anneal_updates: int = 10_000  # the weight falls linearly to 0 over this many updates
     seed: int = 0
 
+    def __post_init__(self):
+        checks = {
+            "n_quantiles": self.n_quantiles >= 2 and self.n_quantiles % 2 == 0,  # symmetric strata: even
+            "n_quantiles_act": self.n_quantiles_act >= 2 and self.n_quantiles_act % 2 == 0,
+            "kappa": self.kappa > 0,
+            "n_step": self.n_step >= 1,
+            "gamma": 0 < self.gamma <= 1,
+            "batch_size": self.batch_size >= 1,
+            "target_update_tau": 0 < self.target_update_tau <= 1,
+            "demo_fraction": 0 <= self.demo_fraction <= 1,
+            "replay_capacity": self.replay_capacity >= self.batch_size,
+        }
+        bad = [name for name, ok in checks.items() if not ok]
+        if bad:
+            values = ", ".join(f"{name}={getattr(self, name)!r}" for name in bad)
+            raise ValueError(f"RLConfig: {values} out of range (quantile counts even, gamma in (0, 1], ...)")
+
 
 def schedule_value(schedule: Schedule, step: int) -> float:
     """Piecewise-linear in `step` through the (step, value) points (Linesight's from_linear_schedule)."""
