@@ -33,7 +33,7 @@ class RLConfig:
     gamma: float = 0.99
     reward_scale: float = 0.01  # Linesight pays 5/500 per metre along the centre line; the env pays 1 per metre
     # optimisation (Linesight: RAdam, adam_epsilon 1e-4, betas 0.9 / 0.999, clip_grad_norm 30, clip_grad_value
-    # 1000, lr 1e-3 -> 5e-5 at 3M steps; batch 512 on a GPU, 64 here: ~53 ms per update on one CPU core)
+    # 1000, lr 1e-3 -> 5e-5 at 3M steps; batch 512 on a GPU, 64 here: ~80 ms per update on one CPU core, see bench.py)
     batch_size: int = 64
     lr_schedule: Schedule = ((0, 1e-3), (300_000, 5e-5))
     adam_eps: float = 1e-4
@@ -78,7 +78,7 @@ class RLConfig:
 
 
 def schedule_value(schedule: Schedule, step: int) -> float:
-    """Piecewise-linear in `step` through the (step, value) points (Linesight's from_linear_schedule)."""
+    """Piecewise-linear in `step` through the (step, value) points, as Linesight's schedules."""
     steps, values = zip(*schedule, strict=True)
     return float(np.interp(step, steps, values))
 
