@@ -169,7 +169,7 @@ class Learner:
 
     @torch.no_grad()
     def soft_update_target(self) -> None:
-        """target <- (1 - tau) target + tau online (Linesight's soft_copy_param)."""
+        """target <- (1 - tau) target + tau online (Linesight's soft update)."""
         tau = self.config.target_update_tau
         for target, online in zip(self.target.parameters(), self.online.parameters(), strict=True):
             target.lerp_(online, tau)
