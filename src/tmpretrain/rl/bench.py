@@ -1,0 +1,71 @@
+"""Learner throughput on this machine: updates per second at a batch size, and acting latency with K quantiles."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+
+from .learner import Learner, RLConfig
+from .network import IQNNetwork
+from .replay import NStepWriter, ReplayBuffer
+
+
+def _filled_buffer(config: RLConfig, image_hw: tuple[int, int], size: int) -> ReplayBuffer:
+    """Random frames and rewards through the n-step writer: the cost of an update does not depend on their values."""
+    rng = np.random.default_rng(config.seed)
+    buffer = ReplayBuffer(size, (1, *image_hw), seed=config.seed)
+    writer = NStepWriter(config.n_step, config.gamma)
+    frames = rng.integers(0, 256, (size + 1, 1, *image_hw), dtype=np.uint8)
+    for t in range(size):
+        action, reward, done = int(rng.integers(12)), float(rng.random()), t % 100 == 99
+        for transition in writer.step(frames[t], None, action, reward, frames[t + 1], None, done, False):
+            buffer.add(transition)
+    return buffer
+
+
+def bench_learner(
+    batch_size: int = 64, updates: int = 20, warmup: int = 3, threads: int = 1, image_hw=(64, 64), seed: int = 0
+) -> dict:
+    """CPU seconds per update (after `warmup` untimed ones) and per acting forward (batch 1, K quantiles)."""
+    previous_threads = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        return _bench(batch_size, updates, warmup, threads, image_hw, seed)
+    finally:
+        torch.set_num_threads(previous_threads)
+
+
+def _bench(batch_size: int, updates: int, warmup: int, threads: int, image_hw, seed: int) -> dict:
+    torch.manual_seed(seed)
+    config = RLConfig(batch_size=batch_size, seed=seed)
+    learner = Learner(config, IQNNetwork(image_hw))
+    buffer = _filled_buffer(config, image_hw, max(4 * batch_size, 256))
+    batches = [buffer.sample(batch_size) for _ in range(warmup + updates)]
+    for batch in batches[:warmup]:
+        learner.update(batch)
+    start = time.process_time()
+    for batch in batches[warmup:]:
+        learner.update(batch)
+    update_s = (time.process_time() - start) / updates
+    frame = batches[0].frames[:1].numpy()
+    learner.act(frame)
+    start = time.process_time()
+    for _ in range(updates):
+        learner.act(frame)
+    act_s = (time.process_time() - start) / updates
+    return {
+        "device": "cpu",
+        "torch_threads": threads,
+        "batch_size": batch_size,
+        "n_quantiles": config.n_quantiles,
+        "n_quantiles_act": config.n_quantiles_act,
+        "parameters": sum(p.numel() for p in learner.online.parameters()),
+        "updates_timed": updates,
+        "cpu_s_per_update": round(update_s, 5),
+        "updates_per_cpu_s": round(1.0 / update_s, 2),
+        "sampled_transitions_per_cpu_s": round(batch_size / update_s, 1),
+        "cpu_ms_per_act_batch1": round(1000.0 * act_s, 3),
+        "torch": torch.__version__,
+    }
