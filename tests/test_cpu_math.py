@@ -66,3 +66,34 @@ def test_the_pin_is_set_before_torch_loads_and_overrides_the_caller():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == ("AVX2" if _has_avx2() else "DEFAULT")
+
+
+SIMULATION = """
+import hashlib
+import numpy as np
+from tmpretrain.synthetic.env import SynthTrackEnv
+h = hashlib.sha256()
+for track in (0, 3):
+    env = SynthTrackEnv(track=track, autopilot=True)
+    env.reset(seed=1)
+    for _ in range(120):
+        _, _, terminated, truncated, info = env.step(0)
+        h.update(env.render_frame().tobytes() + np.float64([info["x"], info["y"], info["speed"]]).tobytes())
+        if terminated or truncated:
+            break
+print(h.hexdigest())
+"""
+
+
+def test_the_compiled_simulator_gives_the_same_bytes_for_any_target_cpu():
+    """The car, the locating and the renderer are compiled for the machine's CPU (numba): elementwise IEEE
+    arithmetic without fast-math, so the baseline x86-64 target and this machine's widest vectors agree."""
+    hashes = set()
+    for cpu in ("generic", "haswell", None):
+        env = {k: v for k, v in stage_env().items() if k != "NUMBA_CPU_NAME"}
+        if cpu:
+            env["NUMBA_CPU_NAME"] = cpu
+        out = subprocess.run([sys.executable, "-c", SIMULATION], capture_output=True, text=True, env=env, timeout=300)
+        assert out.returncode == 0, out.stderr[-2000:]
+        hashes.add(out.stdout.strip())
+    assert len(hashes) == 1, hashes

@@ -193,7 +193,7 @@ def test_every_integer_is_bounded_and_every_seed_fits_lightning():
         ({"data": {"val_fraction": 0}}, "data.val_fraction: 0.0 is too small; must be > 0"),
         ({"data": {"cache_dir": ["data/cache"]}}, "data.cache_dir: expected a path (a non-empty string)"),
         ({"eval": {"track_seeds": [3, 3]}}, "eval.track_seeds: seeds must be distinct, got [3, 3]"),
-        ({"eval": {"action_selection": "best"}}, "eval.action_selection: 'best' is not allowed; choose one of greedy"),
+        ({"eval": {"rollouts_per_track": 0}}, "eval.rollouts_per_track: 0 is too small; must be >= 1"),
         ([1, 2], "params.yaml must be a mapping of groups (synth, data, vis, bc, eval)"),
     ],
 )

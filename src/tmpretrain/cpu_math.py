@@ -15,6 +15,9 @@ import platform
 
 # torch reads these once, when its CPU kernels, oneDNN and MKL first run.
 PINNED_ISA = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_CBWR": "AVX2"}
+# The one way out: TMPRETRAIN_CPU_ISA=native keeps torch's own choice (this machine's widest kernels), for speed
+# at the price of bytes that differ between machines (docs/training.md has the cost measured both ways).
+OPT_OUT = "TMPRETRAIN_CPU_ISA"
 
 
 def _has_avx2() -> bool:
@@ -29,8 +32,8 @@ def _has_avx2() -> bool:
 
 def pin_kernels() -> dict[str, str]:
     """Set the kernel instruction set to AVX2 in this process's environment (an x86-64 CPU without AVX2, or
-    another architecture, keeps torch's own choice). Returns what was set."""
-    if not _has_avx2():
+    another architecture, keeps torch's own choice, and so does TMPRETRAIN_CPU_ISA=native). Returns what was set."""
+    if os.environ.get(OPT_OUT, "").lower() == "native" or not _has_avx2():
         return {}
     os.environ.update(PINNED_ISA)
     return dict(PINNED_ISA)
