@@ -40,6 +40,7 @@ from tqdm import tqdm
 from .capture import Replay, decode_frame_bytes, discover_replays, read_frame_bytes, read_replay
 from .errors import DataError, ParamsError
 from .params import DataParams
+from .paths import check_output_dir, replace_output_dir
 
 FORMAT_VERSION = 1
 FLOAT_DIM = 184
@@ -203,6 +204,8 @@ def build_cache(params: DataParams, include_floats: bool = False, progress: bool
     """
     root = Path(params.replays_dir)
     cache_dir = Path(params.cache_dir)
+    # Before the lock file is made beside it: a cache_dir of `..` or of the capture tree is refused untouched.
+    check_output_dir("data.cache_dir", cache_dir, {"data.replays_dir": root})
     with cache_lock(cache_dir):
         tmp = cache_dir.with_name(cache_dir.name + ".partial")
         try:
@@ -329,10 +332,8 @@ def _build(params: DataParams, root: Path, cache_dir: Path, tmp: Path, include_f
             np.save(tmp / "floats.npy", np.concatenate(kept_floats))
         _write_json(tmp / "ingest_report.json", report)
         _write_json(tmp / "cache_meta.json", meta)  # last: its presence marks a complete cache
-    try:  # two steps (no portable atomic swap of directories): a failure in between leaves no cache, not a wrong one
-        if cache_dir.exists():
-            shutil.rmtree(cache_dir)
-        os.replace(tmp, cache_dir)
+    try:
+        replace_output_dir("data.cache_dir", cache_dir, tmp, others={"data.replays_dir": root})
     except OSError as exc:
         raise DataError(cache_dir, f"cannot put the new frame store in place: {exc.strerror or exc}") from None
     return report

@@ -270,7 +270,13 @@ def _accelerator_faults() -> list[Fault]:
     return [Fault("params: accelerators this machine lacks", str(raw), lambda _, r=raw: r, key) for raw, key in cases]
 
 
-_STAND_INS = ("models/vis/encoder.pt", "models/bc/encoder.pt", "reports/bc/metrics.json", "data/cache/frames.npy")
+# data/cache as a frame store holds it (cache_meta.json): validate accepts replacing it (tmpretrain.paths)
+_STAND_INS = (
+    "models/vis/encoder.pt",
+    "models/bc/encoder.pt",
+    "reports/bc/metrics.json",
+    "data/cache/cache_meta.json",
+)
 
 
 def _run_validate(project: Path) -> tuple[int, str]:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from ..errors import stage_entry
 from ..params import GROUPS, PARAMS_FILE, load_params
+from ..paths import check_output_params
 
 OUT = Path("data/params.validated")
 CONTENT = "params.yaml passed `python -m tmpretrain.stages.validate` (docs/params.md)\n"
@@ -21,7 +22,7 @@ CONTENT = "params.yaml passed `python -m tmpretrain.stages.validate` (docs/param
 
 @stage_entry
 def main() -> None:
-    load_params()
+    check_output_params(load_params())
     if not OUT.is_file() or OUT.read_text(encoding="utf-8") != CONTENT:
         OUT.parent.mkdir(parents=True, exist_ok=True)
         OUT.write_text(CONTENT, encoding="utf-8")
