@@ -427,6 +427,18 @@ def test_the_validate_stage_is_fast_and_writes_a_constant_file(project):
         ),
         ("ingest", {"data": {"val_fraction": 0.95}}, "data.val_fraction: 0.95 is too large; must be <= 0.9"),
         ("ingest", {"data": {"replays_dir": "nowhere"}}, "data.replays_dir"),
+        # What the code needs, checked by validate, before DVC removes the outputs of the stages that would refuse.
+        (
+            "validate",
+            {"data": {"image_height": 20}},
+            "data.image_height: 20 is too small for the agent's encoder; must be >= 34",
+        ),
+        ("validate", {"data": {"image_width": 33}}, "data.image_width: 33 is too small for the agent's encoder"),
+        (
+            "validate",
+            {"data": {"replays_dir": "/nonexistent"}},
+            "data.replays_dir: '/nonexistent' is not a folder, and no stage makes it (synthesize writes synth.out_dir",
+        ),
     ],
     ids=[
         "bc-hidden",
@@ -438,6 +450,9 @@ def test_the_validate_stage_is_fast_and_writes_a_constant_file(project):
         "vis-early-stopping-monitor",
         "data-fraction",
         "data-tree",
+        "validate-image-height",
+        "validate-image-width",
+        "validate-no-capture-tree",
     ],
 )
 def test_stage_level_checks_happen_before_outputs_are_cleared(project, stage, params, message, capsys):

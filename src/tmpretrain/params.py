@@ -26,6 +26,7 @@ import yaml
 from annotated_types import Ge, Le
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from .convs import MIN_IMAGE_SIDE
 from .errors import ParamsError
 
 PARAMS_FILE = Path("params.yaml")
@@ -519,6 +520,19 @@ def load_params(path: Path | str = PARAMS_FILE) -> Params:
     return parse_params(read_params_file(path))
 
 
+def check_frames_fit_the_encoder(data: DataParams) -> None:
+    """validate: a frame store smaller than the agent's encoder takes is a valid store (ingest's own tests use
+    16x16), but the training stages would refuse it only after DVC removed their outputs."""
+    for side in ("image_height", "image_width"):
+        value = getattr(data, side)
+        if value < MIN_IMAGE_SIDE:
+            raise ParamsError(
+                f"data.{side}",
+                f"{value} is too small for the agent's encoder; must be >= {MIN_IMAGE_SIDE} (its convolutions need "
+                f"{MIN_IMAGE_SIDE}x{MIN_IMAGE_SIDE} pixels)",
+            )
+
+
 def flatten(d: dict | None, prefix: str = "") -> dict:
     """{"bc": {"trainer": {"devices": 2}}} -> {"bc.trainer.devices": 2}: the dotted keys of `dvc exp run -S`."""
     out = {}
@@ -626,9 +640,11 @@ def markdown_reference() -> str:
         "`bc.use_actions_head` (the agent's A_head); `bc.trainer.cache_on_device` not with `bc.use_floats`;",
         "`eval.track_seeds` distinct; `*.trainer.accelerator` `gpu`/`cuda`/`mps` only where torch finds that device",
         "(and `devices` no more than it has). Nested groups (`early_stopping`, `selection`, `trainer`) keep their",
-        "stage's defaults for the keys you leave out. Checks that need the data (metric names, image size against",
-        "the encoder, `bc.use_floats` against the cache, the track count against `data.val_fraction`) run in the",
-        "stage itself.",
+        "stage's defaults for the keys you leave out. The `validate` stage also checks what the code needs:",
+        "`data.image_height` and `data.image_width` at least the encoder's 34, a `data.replays_dir` that exists or",
+        "that synthesize writes (`synth.out_dir`), and output folders (`synth.out_dir`, `data.cache_dir`) that the",
+        "stage may replace (docs/reliability.md). Checks that need the data (metric names, `bc.use_floats` against",
+        "the cache, the track count against `data.val_fraction`) run in the stage itself.",
         "",
     ]
     return "\n".join(lines + notes)
