@@ -14,7 +14,6 @@ import io
 import json
 import math
 import os
-import reprlib
 import warnings
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -25,6 +24,8 @@ from PIL import Image, UnidentifiedImageError
 
 from .actions import N_ACTIONS, action_inputs
 from .errors import DataError
+from .files import read_capped
+from .files import shown as _show
 
 FRAME_EXTENSIONS = (".jpeg", ".jpg", ".png", ".bmp", ".npy")
 DEFAULT_STEP_MS = 10
@@ -39,10 +40,6 @@ MAX_STEP_MS = 1000
 MAX_FPS = 1000
 # Grayscale is what the capture tool writes; colour frames are converted (ITU-R 601 luma, as PIL does).
 _DECODABLE_MODES = {"L": "gray", "LA": "gray", "RGB": "colour", "RGBA": "colour", "P": "colour"}
-# Values from input files in messages: short, and safe for any nesting depth (plain repr() recurses).
-_short = reprlib.Repr()
-_short.maxlevel, _short.maxstring, _short.maxother, _short.maxlong = 3, 60, 60, 40
-_show = _short.repr
 
 
 @dataclass
@@ -196,11 +193,7 @@ def _action(value, where: Path, what: str) -> int:
 
 def _load_json(path: Path):
     try:
-        with open(path, encoding="utf-8") as f:
-            size = os.fstat(f.fileno()).st_size
-            if size > MAX_JSON_BYTES:
-                raise DataError(path, f"{size:,} bytes; larger than any capture writes (at most {MAX_JSON_BYTES:,})")
-            return json.load(f)
+        return json.loads(read_capped(path, MAX_JSON_BYTES).decode("utf-8"))
     except json.JSONDecodeError as exc:
         raise DataError(path, f"not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})") from None
     except UnicodeDecodeError:

@@ -25,6 +25,7 @@ from torch import nn
 
 from .actions import N_ACTIONS, action_table
 from .errors import ExportError
+from .files import NotReadable, read_capped
 from .models import FLOAT_FEATURE_DIM, FLOAT_INPUT_DIM, encoder_output_dim
 from .params import AGENT_DENSE_HIDDEN
 
@@ -282,11 +283,11 @@ def _read_meta(out_dir: Path) -> dict:
     if not out_dir.is_dir():
         raise ExportError(f"{out_dir}: not a directory; an export is a directory holding {META_FILE}")
     try:
-        if meta_path.stat().st_size > MAX_META_BYTES:
-            raise ExportError(f"{meta_path}: {meta_path.stat().st_size} bytes; a {META_FILE} is a few KB")
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        meta = json.loads(read_capped(meta_path, MAX_META_BYTES).decode("utf-8"))
     except FileNotFoundError:
         raise ExportError(f"{meta_path}: not found; is {out_dir} an export directory?") from None
+    except NotReadable as exc:  # a FIFO would hang a plain read, a link to /dev/zero grow until killed
+        raise ExportError(f"{meta_path}: {exc}; a {META_FILE} is a few KB") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ExportError(f"{meta_path}: cannot be read ({exc})") from None
     except json.JSONDecodeError as exc:

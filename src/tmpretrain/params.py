@@ -28,10 +28,12 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 
 from .convs import MIN_IMAGE_SIDE
 from .errors import ParamsError
+from .files import read_capped
 
 PARAMS_FILE = Path("params.yaml")
 GROUPS = ("synth", "data", "vis", "bc", "eval")
 MAX_SEED = 2**32 - 1  # Lightning's seed_everything silently replaces a larger seed by 0
+MAX_PARAMS_BYTES = 1 << 20  # the shipped params.yaml is 3 KB
 AGENT_DENSE_HIDDEN = 1024  # the agent's dense_hidden_dimension: its A_head hidden width is half of it
 
 # A decimal number as text. PyYAML (YAML 1.1) reads `1e-3` or `5E+2` as strings; YAML 1.2 and the user mean numbers.
@@ -482,8 +484,16 @@ def parse_params(raw) -> Params:
         raise _params_error(exc.errors()[0]) from None
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """PyYAML keeps the last of two equal keys; a second `lr:` in one group is a mistake to report."""
+class StrictLoader(yaml.SafeLoader):
+    """PyYAML keeps the last of two equal keys; a second `lr:` in one group is a mistake to report. And it expands
+    aliases without bound (a few lines of nested `*a` make gigabytes: the "billion laughs"); params and presets
+    are a few keys written by hand or by `dvc exp run -S`, which never need one, so an alias is refused."""
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            mark = self.peek_event().start_mark
+            raise yaml.composer.ComposerError(None, None, "an alias (*name); write the value itself", mark)
+        return super().compose_node(parent, index)
 
     def construct_mapping(self, node, deep=False):
         seen = set()
@@ -499,7 +509,8 @@ def read_params_file(path: Path | str = PARAMS_FILE) -> dict:
     """The raw mapping in a params file (empty file: {}); unreadable or invalid YAML raises ParamsError."""
     path = Path(path)
     try:
-        raw = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader)
+        text = read_capped(path, MAX_PARAMS_BYTES).decode("utf-8")
+        raw = yaml.load(text, Loader=StrictLoader)  # noqa: S506 (a SafeLoader)
     except FileNotFoundError:
         raise ParamsError("<file>", f"{path} not found (run from the repository root)") from None
     except (OSError, UnicodeDecodeError) as exc:

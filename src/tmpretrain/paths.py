@@ -22,6 +22,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from .errors import ParamsError
+from .files import read_capped
 
 MARKER = ".tmpretrain-output"
 
@@ -56,6 +57,13 @@ OUTPUT_PARAMS: dict[str, tuple[str, Callable[[Path], bool]]] = {
     "synth.out_dir": ("synthesize", _is_synthesized_tree),
     "data.cache_dir": ("ingest", _is_frame_store),
 }
+
+
+def _written_by(folder: Path) -> str | None:
+    try:
+        return read_capped(folder / MARKER, 64).decode("utf-8").strip()  # a stage's name
+    except FileNotFoundError:
+        return None
 
 
 def _resolved(path) -> Path:
@@ -104,7 +112,7 @@ def check_output_dir(key: str, target, others: Mapping[str, object] | None = Non
     if not path.is_dir():
         raise ParamsError(key, f"{shown} is a file, not a folder; {stage} writes a folder there")
     try:
-        written_by = (path / MARKER).read_text(encoding="utf-8").strip() if (path / MARKER).is_file() else None
+        written_by = _written_by(path)
         ours = written_by == stage or (written_by is None and (not any(path.iterdir()) or recognise(path)))
     except (OSError, UnicodeDecodeError) as exc:
         raise ParamsError(key, f"{shown} cannot be read to check what it holds ({exc})") from None
