@@ -191,11 +191,30 @@ def _action(value, where: Path, what: str) -> int:
     return a
 
 
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _unique_keys(pairs: list[tuple[str, object]]) -> dict:
+    """json's object_pairs_hook: Python's json keeps the last of two equal keys, which the capture tool never
+    writes twice; which one was meant is unknown, so the file is refused."""
+    obj = dict(pairs)
+    if len(obj) < len(pairs):
+        seen = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _DuplicateKey(key)
+            seen.add(key)
+    return obj
+
+
 def _load_json(path: Path):
     try:
-        return json.loads(read_capped(path, MAX_JSON_BYTES).decode("utf-8"))
+        return json.loads(read_capped(path, MAX_JSON_BYTES).decode("utf-8"), object_pairs_hook=_unique_keys)
     except json.JSONDecodeError as exc:
         raise DataError(path, f"not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})") from None
+    except _DuplicateKey as exc:
+        raise DataError(path, f"the key {_show(exc.args[0])} appears twice in one object") from None
     except UnicodeDecodeError:
         raise DataError(path, "not valid JSON (not UTF-8 text)") from None
     except RecursionError:

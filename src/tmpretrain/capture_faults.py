@@ -196,6 +196,19 @@ def _deep(depth: int) -> str:
     return "[" * depth + "]" * depth
 
 
+def _key_twice(name: str, key: str, first: object) -> Callable[[Path], Path]:
+    """`key` written twice in the first object that has it, `first` before the real value (Python's json would keep
+    the real one, other readers the first)."""
+
+    def plant(r: Path) -> Path:
+        path = r / name
+        text = json.dumps(json.loads(path.read_text(encoding="utf-8")))
+        path.write_text(text.replace(f'"{key}": ', f'"{key}": {json.dumps(first)}, "{key}": ', 1), encoding="utf-8")
+        return path
+
+    return plant
+
+
 def _too_large(r: Path) -> Path:
     path = r / "manifest.json"
     with open(path, "r+b") as f:  # sparse where the file system allows: no real disk use
@@ -375,6 +388,8 @@ def hostile_replays() -> list[FaultCase]:
         FaultCase("json", "integer of 5000 digits", raw_text("metadata.json", '{"step_ms": ' + "9" * 5000 + "}")),
         FaultCase("json", "manifest is a number", raw_text("manifest.json", "3")),
         FaultCase("json", "metadata is a list", raw_text("metadata.json", "[]")),
+        FaultCase("json", "a key twice in metadata", _key_twice("metadata.json", "step_ms", 20)),
+        FaultCase("json", "a key twice in a manifest entry", _key_twice("manifest.json", "action_idx", 11)),
         # types: wrong types anywhere in the manifest
         FaultCase("types", "entries is an object", manifest(lambda m: m.__setitem__("entries", {}))),
         FaultCase("types", "entry is a string", manifest(lambda m: m["entries"].__setitem__(2, "frame"))),
