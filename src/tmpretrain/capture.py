@@ -28,6 +28,9 @@ from .files import read_capped
 from .files import shown as _show
 
 FRAME_EXTENSIONS = (".jpeg", ".jpg", ".png", ".bmp", ".npy")
+# The image formats docs/data.md promises, told apart by content (each PIL plugin's magic bytes), whatever the name:
+# PIL would also decode TIFF, PGM, SGI, PCX and dozens more named .jpeg, each one more decoder on untrusted bytes.
+IMAGE_FORMATS = ("JPEG", "PNG", "BMP")
 DEFAULT_STEP_MS = 10
 # Bounds no real capture comes near (frames of 64x64 to 256x256, 10-100 fps, races of minutes). Past them a file is
 # broken or hostile; refusing it before decoding bounds the memory and time one file can take.
@@ -383,7 +386,7 @@ def decode_frame_bytes(path: Path, data: bytes) -> tuple[np.ndarray, str]:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data)) as img:
+            with Image.open(io.BytesIO(data), formats=IMAGE_FORMATS) as img:
                 _check_pixels(path, *img.size)  # from the header, before the pixels are decoded
                 img.load()
                 if img.mode not in _DECODABLE_MODES:

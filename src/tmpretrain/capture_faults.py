@@ -144,6 +144,9 @@ def _png(width: int, height: int) -> bytes:
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b"")
 
 
+_GRAY_24 = np.full((24, 24), 128, np.uint8)  # a frame of the planted replay's size: only the file format is wrong
+
+
 def _image(array: np.ndarray, fmt: str) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(array).save(buf, format=fmt)
@@ -379,6 +382,10 @@ def hostile_replays() -> list[FaultCase]:
         FaultCase("decode", ".npy holding a pickle", npy_frame(lambda: _npy(np.array([{}], dtype=object), True))),
         FaultCase("decode", ".npy header claiming 10^12 pixels", npy_frame(lambda: _npy_header((10**6, 10**6)))),
         FaultCase("decode", "unsupported extension", _unsupported_extension),
+        *(
+            FaultCase("decode", f"{name} named .jpeg", frame_bytes(lambda b, f=fmt: _image(_GRAY_24, f)))
+            for name, fmt in (("TIFF", "TIFF"), ("PGM", "PPM"), ("SGI", "SGI"), ("PCX", "PCX"))
+        ),
         # json: too deep, too large, not JSON, not UTF-8, numbers Python will not parse
         FaultCase("json", "manifest does not parse", raw_text("manifest.json", '{"entries": [')),
         FaultCase("json", "manifest nested 100000 deep", raw_text("manifest.json", _deep(100_000))),
