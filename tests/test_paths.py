@@ -43,7 +43,9 @@ def _stage(project, stage: str, data: dict | None = None, synth: dict | None = N
 
 
 def _files(root) -> dict:
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+    """Every file under `root` but the workspace's run lock (.tmpretrain/, tests/test_locks.py)."""
+    files = (p for p in sorted(root.rglob("*")) if p.is_file() and ".tmpretrain" not in p.parts)
+    return {str(p.relative_to(root)): p.read_bytes() for p in files}
 
 
 @pytest.mark.parametrize(

@@ -25,20 +25,18 @@ import multiprocessing
 import multiprocessing.connection
 import os
 import shutil
-import socket
 import threading
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
-from filelock import FileLock, Timeout
 from PIL import Image
 from tqdm import tqdm
 
 from .capture import Replay, decode_frame_bytes, discover_replays, read_frame_bytes, read_replay
 from .errors import DataError, ParamsError
+from .locks import Busy, acquire, release
 from .params import DataParams
 from .paths import check_output_dir, replace_output_dir
 
@@ -366,37 +364,20 @@ def no_usable_replays(root: Path, skipped: list[dict], shown: int = 20) -> str:
 
 @contextlib.contextmanager
 def cache_lock(cache_dir: Path):
-    """Hold `<cache_dir>.lock` while building (filelock: fcntl on POSIX, msvcrt on Windows, released by the OS when
-    the holder dies). A second ingest into the same cache stops at once with a message naming the holder, whose
-    pid, host and start time are in `<cache_dir>.holder` while it runs."""
-    holder = cache_dir.with_name(cache_dir.name + ".holder")
+    """Hold `<cache_dir>.lock` while building (tmpretrain.locks): a second ingest into the same cache stops at once
+    with a message naming the holder, whose pid, host and start time are in `<cache_dir>.holder` while it runs."""
     with _write_errors(cache_dir):
         cache_dir.parent.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(str(cache_dir.with_name(cache_dir.name + ".lock")))
     try:
-        lock.acquire(timeout=0)
-    except Timeout:  # before OSError: filelock's Timeout is a TimeoutError, an OSError
-        raise DataError(
-            cache_dir, f"in use by another ingest ({_describe_holder(holder)}); wait for it to end, or stop it"
-        ) from None
+        lock = acquire(cache_dir.with_name(cache_dir.name + ".lock"))
+    except Busy as exc:
+        raise DataError(cache_dir, f"in use by another ingest ({exc}); wait for it to end, or stop it") from None
     except OSError as exc:
         raise DataError(cache_dir, f"cannot create its lock file: {exc.strerror or exc} ({exc.filename})") from None
     try:
-        info = {"pid": os.getpid(), "host": socket.gethostname(), "since": datetime.now(timezone.utc).isoformat()}
-        with _write_errors(cache_dir):
-            holder.write_text(json.dumps(info) + "\n", encoding="utf-8")
         yield
     finally:
-        holder.unlink(missing_ok=True)
-        lock.release()
-
-
-def _describe_holder(holder: Path) -> str:
-    try:
-        info = json.loads(holder.read_text(encoding="utf-8"))
-        return f"pid {info['pid']} on {info['host']}, since {info['since']}"
-    except (OSError, ValueError, KeyError, TypeError):
-        return "holder unknown: it is still starting"
+        release(lock)
 
 
 @contextlib.contextmanager
