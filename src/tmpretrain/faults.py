@@ -217,6 +217,21 @@ def params_faults() -> list[Fault]:
     ]:
         faults.append(Fault("params: cross-field conflicts", str(raw), lambda _, r=raw: r, key))
     faults += _accelerator_faults()
+    for key, value in [  # the fault project holds models/, reports/ and a frame store at data/cache
+        ("data.cache_dir", ".."),
+        ("data.cache_dir", "."),
+        ("data.cache_dir", "/"),
+        ("data.cache_dir", "models"),  # a folder ingest did not write
+        ("data.cache_dir", "models/vis/encoder.pt"),  # a file
+        ("data.cache_dir", "data/replays"),  # the capture tree
+        ("data.cache_dir", "data"),  # holds the capture tree
+        ("synth.out_dir", ".."),
+        ("synth.out_dir", "models"),
+        ("synth.out_dir", "data"),  # holds the frame store
+    ]:
+        faults.append(_param("output folders a stage may not replace", key, value))
+    for key, value in [("data.image_height", 20), ("data.image_width", 33), ("data.replays_dir", "/nonexistent")]:
+        faults.append(_param("values the code cannot use (small frames, no capture tree)", key, value))
     for variant, text, expect in [
         ("not valid YAML", "bc: {epochs: [1,\n", "<file>"),
         ("a tab in the indentation", "bc:\n\tlr: 0.1\n", "<file>"),
@@ -227,6 +242,7 @@ def params_faults() -> list[Fault]:
         ("a list at the top", "- 1\n- 2\n", "<root>"),
         ("a group left empty", "bc:\n", "bc"),
         ("a scalar group", "bc: 3\n", "bc"),
+        ("an alias bomb (billion laughs) at bc.lr", _ALIAS_BOMB, "<file>"),
     ]:
         faults.append(_text("broken params files", variant, text, expect))
     order = [f"params: {c}" for c in PARAMS_CLASSES]
@@ -247,8 +263,13 @@ PARAMS_CLASSES = [
     "unknown keys (typos, wrong level)",
     "cross-field conflicts",
     "accelerators this machine lacks",
+    "output folders a stage may not replace",
+    "values the code cannot use (small frames, no capture tree)",
     "broken params files",
 ]
+# Nine levels of nine aliases: 9**9 lists once expanded (a minute, then MemoryError, before aliases were refused).
+_ALIAS_BOMB = "l0: &l0 [lol]\n" + "".join(f"l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * 9)}]\n" for i in range(1, 10))
+_ALIAS_BOMB += "bc: {lr: *l9}\n"
 
 
 def _accelerator_faults() -> list[Fault]:

@@ -101,6 +101,8 @@ def check_output_dir(key: str, target, others: Mapping[str, object] | None = Non
     _refuse_the_project(key, target)
     for other_key, other in (others or {}).items():
         relation = _overlap(real, _resolved(other))
+        if relation == "lies inside" and other_key in OUTPUT_PARAMS:
+            continue  # the other output holds this one: its own check refuses it, naming the key at fault
         if relation and not (relation == "is" and other_key in may_equal):
             raise ParamsError(
                 key, f"{shown} {relation} {other_key} ({str(other)!r}); {stage} would replace it: use separate folders"
@@ -160,12 +162,14 @@ def check_output_params(params) -> None:
     _refuse_the_project("synth.out_dir", synth.out_dir)
     _refuse_the_project("data.cache_dir", data.cache_dir)
     check_output_dir(
+        "data.cache_dir", data.cache_dir, {"data.replays_dir": data.replays_dir, "synth.out_dir": synth.out_dir}
+    )
+    check_output_dir(
         "synth.out_dir",
         synth.out_dir,
         {"data.replays_dir": data.replays_dir, "data.cache_dir": data.cache_dir},
         may_equal=("data.replays_dir",),  # the default pipeline: ingest reads what synthesize wrote
     )
-    check_output_dir("data.cache_dir", data.cache_dir, {"data.replays_dir": data.replays_dir})
     if _resolved(data.replays_dir) != _resolved(synth.out_dir) and not Path(data.replays_dir).is_dir():
         raise ParamsError(
             "data.replays_dir",
