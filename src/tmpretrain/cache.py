@@ -350,10 +350,13 @@ def no_usable_replays(root: Path, skipped: list[dict], shown: int = 20) -> str:
     """The message for a tree nothing could be read from: the layout expected, a hint when data.replays_dir points
     one level too deep, and the reason for each replay (the first `shown`)."""
     lines = [f"no usable replays in data.replays_dir ({len(skipped)} skipped). Expected layout:", LAYOUT]
-    if (root / "manifest.json").is_file():
-        lines.append(f"hint: {root} is itself a replay directory; point data.replays_dir two levels up")
-    elif any((child / "manifest.json").is_file() for child in root.iterdir() if child.is_dir()):
-        lines.append(f"hint: {root} holds replay directories; it looks like a track: point data.replays_dir one up")
+    try:
+        if (root / "manifest.json").is_file():
+            lines.append(f"hint: {root} is itself a replay directory; point data.replays_dir two levels up")
+        elif any((child / "manifest.json").is_file() for child in root.iterdir() if child.is_dir()):
+            lines.append(f"hint: {root} holds replay directories; it looks like a track: point data.replays_dir one up")
+    except OSError:
+        pass  # a tree that cannot be read gives no hint; `skipped` below says why
     if skipped:
         lines.append("skipped:")
         lines += [f"  {s['path']}: {s['reason']}" for s in skipped[:shown]]

@@ -83,26 +83,35 @@ def discover_replays(root: Path) -> tuple[list[Path], list[tuple[str, str]]]:
     problems: list[tuple[str, str]] = []
     seen = {real_root: root}  # real path -> the path it is read through
     candidates = []
-    for track in _read_once(_subdirectories(root, problems), real_root, seen, problems):
+    for track in _read_once(_subdirectories(root, problems) or [], real_root, seen, problems):
         children = _subdirectories(track, problems)
-        if not children:
+        if children == []:
             problems.append((str(track), "empty track directory (no replay directories)"))
-        candidates += children
+        candidates += children or []
     replays = []
     for replay in _read_once(candidates, real_root, seen, problems):
-        if (replay / "manifest.json").is_file():
+        manifest = replay / "manifest.json"
+        try:
+            has_manifest = manifest.is_file()
+        except OSError as exc:  # a replay directory without search permission
+            problems.append((str(replay), f"cannot be read ({exc.strerror or exc})"))
+            continue
+        if has_manifest:
             replays.append(replay)
+        elif os.path.lexists(manifest):
+            problems.append((str(manifest), "not a regular file"))
         else:
             problems.append((str(replay), "no manifest.json (unfinished capture)"))
     return replays, problems
 
 
-def _subdirectories(directory: Path, problems: list[tuple[str, str]]) -> list[Path]:
+def _subdirectories(directory: Path, problems: list[tuple[str, str]]) -> list[Path] | None:
+    """The directories in `directory`, or None (reported) where it cannot be listed."""
     try:
         return sorted(p for p in directory.iterdir() if not p.name.startswith(".") and p.is_dir())
     except OSError as exc:
         problems.append((str(directory), f"cannot be listed ({exc.strerror or exc})"))
-        return []
+        return None
 
 
 def _read_once(dirs: list[Path], real_root: Path, seen: dict[Path, Path], problems: list) -> list[Path]:
@@ -135,12 +144,14 @@ class _ReplayDirectory:
         try:
             self.real = path.resolve(strict=True)
             with os.scandir(path) as entries:
-                self.plain_files = {e.name for e in entries if e.is_file(follow_symlinks=False)}
+                kinds = {e.name: e.is_file(follow_symlinks=False) for e in entries}
         except (OSError, RuntimeError) as exc:
-            raise DataError(path, f"cannot be listed ({exc})") from None
+            raise DataError(path, f"cannot be listed ({getattr(exc, 'strerror', None) or exc})") from None
+        self.names = set(kinds)  # a FIFO or a device named metadata.json is there (and refused by `file`)
+        self.plain_files = {name for name, plain in kinds.items() if plain}
 
     def has(self, name: str) -> bool:
-        return name in self.plain_files or (self.path / name).is_symlink()
+        return name in self.names
 
     def file(self, name: str, named_by: Path, what: str) -> tuple[Path, str]:
         """(path to open, key that is the same for every spelling of the same file) of the file `name` names.
