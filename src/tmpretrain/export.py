@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr, ValidationError
 from torch import nn
 
 from .actions import N_ACTIONS, action_table
@@ -263,17 +263,48 @@ class _FileRecord(BaseModel):
     bytes: Annotated[StrictInt, Field(ge=0)]
 
 
+# Text a consumer prints (`tmpretrain export inspect`): bounded, so a hostile file cannot flood the terminal.
+_Text = Annotated[StrictStr, Field(max_length=200)]
+_Offset = Annotated[StrictInt, Field(ge=-10_000, le=10_000)]  # the bounds of bc.time_offsets_ms
+_Epoch = Annotated[StrictInt, Field(ge=0, le=100_000)]  # the bound of <group>.epochs
+
+
+class _Selection(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    metric: _Text
+    mode: Literal["min", "max"]
+    epoch: _Epoch
+    epochs_run: _Epoch
+    value: StrictFloat | StrictInt | None = None
+
+
+class _RunParams(BaseModel):
+    """The run's params that rebuilding its model reads (evaluate's policy): the schema's bounds."""
+
+    model_config = ConfigDict(extra="allow")
+    dense_hidden_dimension: Annotated[StrictInt, Field(ge=2, le=65_536)] = AGENT_DENSE_HIDDEN
+
+
 class _MetaRecord(BaseModel):
-    """The keys a consumer relies on (the writers record many more, all kept in the returned meta)."""
+    """The keys a consumer relies on (the writers record many more, all kept in the returned meta), with the
+    bounds a writer keeps: a consumer may use any of them without checking again."""
 
     model_config = ConfigDict(extra="allow")
     level: Literal[0, 1]
     image_size: tuple[Annotated[StrictInt, Field(ge=1, le=4096)], Annotated[StrictInt, Field(ge=1, le=4096)]]
     image_normalization: Literal["iqn", "01"]
     files: Annotated[dict[StrictStr, _FileRecord], Field(min_length=1)]
-    head_input_dim: StrictInt | None = None
+    head_input_dim: Annotated[StrictInt, Field(ge=1, le=1 << 24)] | None = None
     n_stack: Annotated[StrictInt, Field(ge=1, le=64)] = 1
     use_floats: StrictBool = False
+    selection: _Selection | None = None
+    params: _RunParams = Field(default_factory=_RunParams)
+    time_offsets_ms: Annotated[list[_Offset], Field(min_length=1, max_length=20_001)] | None = None  # distinct
+    exported_offset_ms: _Offset | None = None
+    target: _Text | None = None
+    head_layout: _Text | None = None
+    normalization_formula: _Text | None = None
+    git_commit: _Text | None = None
 
 
 def _read_meta(out_dir: Path) -> dict:

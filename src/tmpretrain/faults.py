@@ -401,6 +401,8 @@ def write_valid_export(out_dir: Path, seed: int = 0) -> Path:
         "time_offsets_ms": [0, 10],
         "exported_offset_ms": 0,
         "actions": action_table(),
+        "selection": {"metric": "val/loss", "mode": "min", "epoch": 0, "value": 1.25, "epochs_run": 1},
+        "params": {"dense_hidden_dimension": 1024},
     }
     write_meta(out_dir, meta)
     return out_dir
@@ -550,6 +552,20 @@ def export_faults() -> list[Fault]:
         ("an unknown file record key", _set("files", "encoder.pt", "md5", "0"), "files.encoder.pt.md5: extra"),
         ("head_input_dim '768'", _set("head_input_dim", "768"), "head_input_dim: input should be a valid int"),
         ("head_input_dim 5888", _set("head_input_dim", 5888), "records head_input_dim 5888 but image size 64x64"),
+        ("head_input_dim -5", _set("head_input_dim", -5), "head_input_dim: input should be greater than"),
+        # What `tmpretrain export inspect` and the evaluate stage's policy read besides the weights:
+        ("selection a list", _set("selection", []), "selection: input should be a valid dictionary"),
+        ("selection.epoch -1", _set("selection", "epoch", -1), "selection.epoch: input should be greater than"),
+        ("selection.metric of 10 KB", _set("selection", "metric", "x" * 10_000), "selection.metric: string should"),
+        ("params null", _set("params", None), "params: input should be a valid dictionary"),
+        (
+            "params.dense_hidden_dimension 10**12",
+            _set("params", "dense_hidden_dimension", 10**12),
+            "params.dense_hidden_dimension: input should be less than",
+        ),
+        ("time_offsets_ms '0'", _set("time_offsets_ms", "0"), "time_offsets_ms: input should be a valid list"),
+        ("time_offsets_ms [10**6]", _set("time_offsets_ms", [10**6]), "time_offsets_ms.0: input should be less"),
+        ("git_commit of 10 KB", _set("git_commit", "0" * 10_000), "git_commit: string should have at most 200"),
     ]:
         faults.append(Fault(meta, variant, _meta(edit), expect))
     for variant, content, expect in [
