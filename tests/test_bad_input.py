@@ -6,6 +6,7 @@ value), and the whole corpus mixed into valid replays under the spawn start meth
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -237,6 +238,16 @@ def test_a_store_without_its_completion_marker_is_refused(tmp_path):
     (tmp_path / "cache" / "cache_meta.json").unlink()  # e.g. a copy that stopped before the last file
     with pytest.raises(DataError, match="cache_meta.json missing"):
         FrameStore.open(tmp_path / "cache")
+    meta = tmp_path / "cache" / "cache_meta.json"
+    for make, message in [
+        (lambda: meta.write_text("[1, 2]"), "cache format None is not 1"),
+        (lambda: meta.write_text("{not json"), "cannot be read (Expecting property name"),
+        (lambda: os.mkfifo(meta), "cannot be read (not a regular file: a FIFO (named pipe))"),  # would block
+    ]:
+        meta.unlink(missing_ok=True)
+        make()
+        with pytest.raises(DataError, match=re.escape(message)):
+            FrameStore.open(tmp_path / "cache")
 
 
 def test_frames_skipped_while_decoding_shrink_the_store_exactly(tmp_path):

@@ -34,8 +34,10 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from .capture import Replay, decode_frame_bytes, discover_replays, read_frame_bytes, read_replay
+from .capture import MAX_JSON_BYTES, Replay, decode_frame_bytes, discover_replays, read_frame_bytes, read_replay
 from .errors import DataError, ParamsError
+from .files import read_capped
+from .files import shown as _show
 from .locks import Busy, acquire, release
 from .params import DataParams
 from .paths import check_output_dir, replace_output_dir
@@ -494,16 +496,18 @@ class FrameStore:
     def open(cls, cache_dir: Path | str, in_memory: bool = False) -> FrameStore:
         cache_dir = Path(cache_dir)
         meta_path = cache_dir / "cache_meta.json"
-        if not meta_path.is_file():
+        try:
+            meta = json.loads(read_capped(meta_path, MAX_JSON_BYTES))
+        except FileNotFoundError:
             raise DataError(
                 cache_dir, "no complete replay cache here (cache_meta.json missing); run `dvc repro ingest`"
-            )
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        if meta.get("format_version") != FORMAT_VERSION or not meta.get("complete"):
+            ) from None
+        except (OSError, ValueError) as exc:
+            raise DataError(meta_path, f"cannot be read ({exc}); rebuild it with `dvc repro ingest`") from None
+        version = meta.get("format_version") if isinstance(meta, dict) else None
+        if version != FORMAT_VERSION or not meta.get("complete"):
             raise DataError(
-                meta_path,
-                f"cache format {meta.get('format_version')} is not {FORMAT_VERSION}; "
-                "rebuild it with `dvc repro ingest`",
+                meta_path, f"cache format {_show(version)} is not {FORMAT_VERSION}; rebuild it with `dvc repro ingest`"
             )
         frames = np.load(cache_dir / "frames.npy", mmap_mode=None if in_memory else "r")
         if len(frames) != meta["n_frames"]:

@@ -20,7 +20,7 @@ import yaml
 
 from ..errors import PretrainError
 from ..files import read_capped
-from ..params import MAX_PARAMS_BYTES, StrictLoader, flatten
+from ..params import MAX_PARAMS_BYTES, StrictLoader, flatten, read_params_file
 
 PRESETS_FILE = Path("presets.yaml")
 
@@ -106,7 +106,7 @@ def stray_params(overrides: list[str], params_file: Path = Path("params.yaml")) 
     except (subprocess.CalledProcessError, FileNotFoundError):
         return []
     head = flatten(yaml.safe_load(committed))
-    work = flatten(yaml.safe_load(params_file.read_text(encoding="utf-8")))
+    work = flatten(read_params_file(params_file))
     covered = {override_key(o) for o in overrides}
     differing = {k for k in head.keys() | work.keys() if head.get(k) != work.get(k)}
     return sorted(k for k in differing if k not in covered and not any(k.startswith(c + ".") for c in covered))
