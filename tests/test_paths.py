@@ -141,3 +141,16 @@ def test_a_linked_or_file_output_is_a_clear_error(project):
     check_output_dir("data.cache_dir", "data/new/cache")  # not there yet: fine
     (project / "empty").mkdir()
     check_output_dir("data.cache_dir", "empty")  # nothing to lose
+
+
+def test_synthesize_marks_its_tree_and_recognises_one_from_before_the_marker(project, capsys):
+    """The real generator's names, so that the layout rule for unmarked trees cannot drift from what it writes."""
+    synth = dict(out_dir="data/replays", n_tracks=2, replays_per_track=2, seconds_per_replay=1.0, workers=1)
+    assert _stage(project, "synthesize", synth={**synth, "width": 16, "height": 16}, capsys=capsys) == ""
+    tree = project / "data/replays"
+    assert (tree / MARKER).read_text() == "synthesize\n" and len(list(tree.glob("*/*/manifest.json"))) == 4
+    (tree / MARKER).unlink()
+    check_output_dir("synth.out_dir", "data/replays")
+    (tree / "synth-t000" / "notes.txt").write_text("mine\n")  # anything else: not a tree synthesize wrote
+    with pytest.raises(ParamsError, match="'data/replays' is a folder synthesize did not write"):
+        check_output_dir("synth.out_dir", "data/replays")
