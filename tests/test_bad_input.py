@@ -6,6 +6,7 @@ value), and the whole corpus mixed into valid replays under the spawn start meth
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -74,6 +75,55 @@ def test_the_scan_does_not_follow_links_below_a_replay(tmp_path):
     (replay / "self").symlink_to(replay, target_is_directory=True)  # a loop inside a replay is never walked
     report = build_cache(data_params(tmp_path, root, val_fraction=0.5), progress=False)
     assert report["n_replays"] == 2 and report["skipped"] == []
+
+
+def test_files_that_are_not_regular_files_are_skipped_and_reported(tmp_path):
+    """A FIFO would block a plain read forever; special files in the tree are listed, never opened."""
+    root = make_tree(tmp_path / "replays", n_tracks=3, replays_per_track=2)
+    manifest = root / "track1/pos0_bot_1000ms.replay/manifest.json"
+    manifest.unlink()
+    os.mkfifo(manifest)
+    metadata = root / "track2/pos1_bot_1001ms.replay/metadata.json"
+    metadata.unlink()
+    os.mkfifo(metadata)
+    os.mkfifo(root / "track0/a-fifo")  # not a replay directory: not part of the layout, ignored like any file
+    report = build_cache(data_params(tmp_path, root, workers=2), progress=False)
+    assert report["n_replays"] == 4
+    assert report["skipped"] == [
+        {"path": str(manifest), "reason": "not a regular file"},
+        {"path": str(metadata), "reason": "not a regular file"},
+    ]
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads every file whatever its mode")
+def test_directories_and_files_without_read_permission_are_skipped_and_reported(tmp_path):
+    root = make_tree(tmp_path / "replays", n_tracks=4, replays_per_track=2)
+    modes = {
+        "track0/pos0_bot_1000ms.replay": 0o000,  # not even its manifest can be looked up
+        "track1/pos0_bot_1000ms.replay": 0o300,  # cannot be listed
+        "track2/pos0_bot_1000ms.replay/metadata.json": 0o000,
+        "track3": 0o000,
+    }
+    for path, mode in modes.items():
+        (root / path).chmod(mode)
+    try:
+        report = build_cache(data_params(tmp_path, root, workers=2), progress=False)
+    finally:
+        for path in modes:
+            (root / path).chmod(0o700)
+    assert report["n_replays"] == 3
+    assert {s["path"]: s["reason"] for s in report["skipped"]} == {
+        str(root / "track0/pos0_bot_1000ms.replay"): "cannot be read (Permission denied)",
+        str(root / "track1/pos0_bot_1000ms.replay"): "cannot be listed (Permission denied)",
+        str(root / "track2/pos0_bot_1000ms.replay/metadata.json"): "cannot be read (Permission denied)",
+        str(root / "track3"): "cannot be listed (Permission denied)",
+    }
+    root.chmod(0o000)  # the tree itself: one line, no traceback
+    try:
+        with pytest.raises(DataError, match=r"no usable replays.*\n(.*\n)*  .*replays: cannot be listed"):
+            build_cache(data_params(tmp_path, root), progress=False)
+    finally:
+        root.chmod(0o700)
 
 
 def test_missing_tree_names_the_param(tmp_path):
@@ -188,6 +238,16 @@ def test_a_store_without_its_completion_marker_is_refused(tmp_path):
     (tmp_path / "cache" / "cache_meta.json").unlink()  # e.g. a copy that stopped before the last file
     with pytest.raises(DataError, match="cache_meta.json missing"):
         FrameStore.open(tmp_path / "cache")
+    meta = tmp_path / "cache" / "cache_meta.json"
+    for make, message in [
+        (lambda: meta.write_text("[1, 2]"), "cache format None is not 1"),
+        (lambda: meta.write_text("{not json"), "cannot be read (Expecting property name"),
+        (lambda: os.mkfifo(meta), "cannot be read (not a regular file: a FIFO (named pipe))"),  # would block
+    ]:
+        meta.unlink(missing_ok=True)
+        make()
+        with pytest.raises(DataError, match=re.escape(message)):
+            FrameStore.open(tmp_path / "cache")
 
 
 def test_frames_skipped_while_decoding_shrink_the_store_exactly(tmp_path):

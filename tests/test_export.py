@@ -90,6 +90,24 @@ def test_load_export_detects_missing_file_and_bad_meta(tmp_path):
         load_export(tmp_path / "nowhere")
 
 
+@pytest.mark.parametrize(
+    ("replace", "message"),
+    [
+        (os.mkfifo, "not a regular file: a FIFO (named pipe)"),
+        (lambda p: p.symlink_to("/dev/zero"), "not a regular file: a character device"),
+    ],
+    ids=["fifo", "dev-zero"],
+)
+def test_export_metadata_that_would_hang_or_grow_is_one_line(tmp_path, replace, message):
+    """`tmpretrain export inspect` hung on a FIFO and grew until killed on a link to /dev/zero."""
+    _export(tmp_path)
+    (tmp_path / META_FILE).unlink()
+    replace(tmp_path / META_FILE)
+    with pytest.raises(ExportError) as err:
+        load_export(tmp_path)
+    assert str(err.value) == f"{tmp_path / META_FILE}: {message}; a pretrain_meta.json is a few KB"
+
+
 def test_load_export_checks_head_width_against_image_size(tmp_path):
     _export(tmp_path)  # a 64x64 export (D = 768) ...
     meta = json.loads((tmp_path / META_FILE).read_text())

@@ -255,6 +255,30 @@ def test_params_file_problems(tmp_path):
     assert load_params(tmp_path / "params.yaml") == Params()
 
 
+ALIAS_BOMB = "".join(f"l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * 9)}]\n" for i in range(1, 10))
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        # The "billion laughs" at bc.lr: expanded, 9**9 lists (a minute, then MemoryError); refused at the first alias.
+        (lambda p: p.write_text("l0: &l0 [lol]\n" + ALIAS_BOMB + "bc: {lr: *l9}\n"), "an alias (*name); write the"),
+        (lambda p: p.write_text("bc: &b {lr: 0.1}\nvis: *b\n"), "an alias (*name); write the value itself (line 2"),
+        (os.mkfifo, "cannot be read as UTF-8 text (not a regular file: a FIFO (named pipe))"),
+        (lambda p: p.symlink_to("/dev/zero"), "(not a regular file: a character device)"),
+        (lambda p: p.write_bytes(b"#" * (2 << 20)), "(2,097,152 bytes, larger than this file can be (1,048,576"),
+    ],
+    ids=["alias-bomb", "alias", "fifo", "dev-zero", "huge"],
+)
+def test_params_files_that_would_hang_or_exhaust_memory_are_one_line(tmp_path, make, message):
+    path = tmp_path / "params.yaml"
+    make(path)
+    with pytest.raises(ParamsError) as err:
+        load_params(path)
+    assert str(err.value).startswith(f"params.yaml: <file>: {path}") and message in str(err.value), str(err.value)
+    assert "\n" not in str(err.value) and len(str(err.value)) < 300
+
+
 def test_a_partial_nested_group_keeps_its_stage_defaults():
     # bc stops early by default; overriding only its patience must not switch that off
     params = parse_params({"bc": {"early_stopping": {"patience": 5}}})
@@ -427,6 +451,18 @@ def test_the_validate_stage_is_fast_and_writes_a_constant_file(project):
         ),
         ("ingest", {"data": {"val_fraction": 0.95}}, "data.val_fraction: 0.95 is too large; must be <= 0.9"),
         ("ingest", {"data": {"replays_dir": "nowhere"}}, "data.replays_dir"),
+        # What the code needs, checked by validate, before DVC removes the outputs of the stages that would refuse.
+        (
+            "validate",
+            {"data": {"image_height": 20}},
+            "data.image_height: 20 is too small for the agent's encoder; must be >= 34",
+        ),
+        ("validate", {"data": {"image_width": 33}}, "data.image_width: 33 is too small for the agent's encoder"),
+        (
+            "validate",
+            {"data": {"replays_dir": "/nonexistent"}},
+            "data.replays_dir: '/nonexistent' is not a folder, and no stage makes it (synthesize writes synth.out_dir",
+        ),
     ],
     ids=[
         "bc-hidden",
@@ -438,6 +474,9 @@ def test_the_validate_stage_is_fast_and_writes_a_constant_file(project):
         "vis-early-stopping-monitor",
         "data-fraction",
         "data-tree",
+        "validate-image-height",
+        "validate-image-width",
+        "validate-no-capture-tree",
     ],
 )
 def test_stage_level_checks_happen_before_outputs_are_cleared(project, stage, params, message, capsys):

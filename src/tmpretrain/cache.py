@@ -25,21 +25,22 @@ import multiprocessing
 import multiprocessing.connection
 import os
 import shutil
-import socket
 import threading
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
-from filelock import FileLock, Timeout
 from PIL import Image
 from tqdm import tqdm
 
-from .capture import Replay, decode_frame_bytes, discover_replays, read_frame_bytes, read_replay
+from .capture import MAX_JSON_BYTES, Replay, decode_frame_bytes, discover_replays, read_frame_bytes, read_replay
 from .errors import DataError, ParamsError
+from .files import read_capped
+from .files import shown as _show
+from .locks import Busy, acquire, release
 from .params import DataParams
+from .paths import check_output_dir, replace_output_dir
 
 FORMAT_VERSION = 1
 FLOAT_DIM = 184
@@ -203,6 +204,8 @@ def build_cache(params: DataParams, include_floats: bool = False, progress: bool
     """
     root = Path(params.replays_dir)
     cache_dir = Path(params.cache_dir)
+    # Before the lock file is made beside it: a cache_dir of `..` or of the capture tree is refused untouched.
+    check_output_dir("data.cache_dir", cache_dir, {"data.replays_dir": root})
     with cache_lock(cache_dir):
         tmp = cache_dir.with_name(cache_dir.name + ".partial")
         try:
@@ -329,10 +332,8 @@ def _build(params: DataParams, root: Path, cache_dir: Path, tmp: Path, include_f
             np.save(tmp / "floats.npy", np.concatenate(kept_floats))
         _write_json(tmp / "ingest_report.json", report)
         _write_json(tmp / "cache_meta.json", meta)  # last: its presence marks a complete cache
-    try:  # two steps (no portable atomic swap of directories): a failure in between leaves no cache, not a wrong one
-        if cache_dir.exists():
-            shutil.rmtree(cache_dir)
-        os.replace(tmp, cache_dir)
+    try:
+        replace_output_dir("data.cache_dir", cache_dir, tmp, others={"data.replays_dir": root})
     except OSError as exc:
         raise DataError(cache_dir, f"cannot put the new frame store in place: {exc.strerror or exc}") from None
     return report
@@ -351,10 +352,13 @@ def no_usable_replays(root: Path, skipped: list[dict], shown: int = 20) -> str:
     """The message for a tree nothing could be read from: the layout expected, a hint when data.replays_dir points
     one level too deep, and the reason for each replay (the first `shown`)."""
     lines = [f"no usable replays in data.replays_dir ({len(skipped)} skipped). Expected layout:", LAYOUT]
-    if (root / "manifest.json").is_file():
-        lines.append(f"hint: {root} is itself a replay directory; point data.replays_dir two levels up")
-    elif any((child / "manifest.json").is_file() for child in root.iterdir() if child.is_dir()):
-        lines.append(f"hint: {root} holds replay directories; it looks like a track: point data.replays_dir one up")
+    try:
+        if (root / "manifest.json").is_file():
+            lines.append(f"hint: {root} is itself a replay directory; point data.replays_dir two levels up")
+        elif any((child / "manifest.json").is_file() for child in root.iterdir() if child.is_dir()):
+            lines.append(f"hint: {root} holds replay directories; it looks like a track: point data.replays_dir one up")
+    except OSError:
+        pass  # a tree that cannot be read gives no hint; `skipped` below says why
     if skipped:
         lines.append("skipped:")
         lines += [f"  {s['path']}: {s['reason']}" for s in skipped[:shown]]
@@ -365,37 +369,20 @@ def no_usable_replays(root: Path, skipped: list[dict], shown: int = 20) -> str:
 
 @contextlib.contextmanager
 def cache_lock(cache_dir: Path):
-    """Hold `<cache_dir>.lock` while building (filelock: fcntl on POSIX, msvcrt on Windows, released by the OS when
-    the holder dies). A second ingest into the same cache stops at once with a message naming the holder, whose
-    pid, host and start time are in `<cache_dir>.holder` while it runs."""
-    holder = cache_dir.with_name(cache_dir.name + ".holder")
+    """Hold `<cache_dir>.lock` while building (tmpretrain.locks): a second ingest into the same cache stops at once
+    with a message naming the holder, whose pid, host and start time are in `<cache_dir>.holder` while it runs."""
     with _write_errors(cache_dir):
         cache_dir.parent.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(str(cache_dir.with_name(cache_dir.name + ".lock")))
     try:
-        lock.acquire(timeout=0)
-    except Timeout:  # before OSError: filelock's Timeout is a TimeoutError, an OSError
-        raise DataError(
-            cache_dir, f"in use by another ingest ({_describe_holder(holder)}); wait for it to end, or stop it"
-        ) from None
+        lock = acquire(cache_dir.with_name(cache_dir.name + ".lock"))
+    except Busy as exc:
+        raise DataError(cache_dir, f"in use by another ingest ({exc}); wait for it to end, or stop it") from None
     except OSError as exc:
         raise DataError(cache_dir, f"cannot create its lock file: {exc.strerror or exc} ({exc.filename})") from None
     try:
-        info = {"pid": os.getpid(), "host": socket.gethostname(), "since": datetime.now(timezone.utc).isoformat()}
-        with _write_errors(cache_dir):
-            holder.write_text(json.dumps(info) + "\n", encoding="utf-8")
         yield
     finally:
-        holder.unlink(missing_ok=True)
-        lock.release()
-
-
-def _describe_holder(holder: Path) -> str:
-    try:
-        info = json.loads(holder.read_text(encoding="utf-8"))
-        return f"pid {info['pid']} on {info['host']}, since {info['since']}"
-    except (OSError, ValueError, KeyError, TypeError):
-        return "holder unknown: it is still starting"
+        release(lock)
 
 
 @contextlib.contextmanager
@@ -509,16 +496,18 @@ class FrameStore:
     def open(cls, cache_dir: Path | str, in_memory: bool = False) -> FrameStore:
         cache_dir = Path(cache_dir)
         meta_path = cache_dir / "cache_meta.json"
-        if not meta_path.is_file():
+        try:
+            meta = json.loads(read_capped(meta_path, MAX_JSON_BYTES))
+        except FileNotFoundError:
             raise DataError(
                 cache_dir, "no complete replay cache here (cache_meta.json missing); run `dvc repro ingest`"
-            )
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        if meta.get("format_version") != FORMAT_VERSION or not meta.get("complete"):
+            ) from None
+        except (OSError, ValueError) as exc:
+            raise DataError(meta_path, f"cannot be read ({exc}); rebuild it with `dvc repro ingest`") from None
+        version = meta.get("format_version") if isinstance(meta, dict) else None
+        if version != FORMAT_VERSION or not meta.get("complete"):
             raise DataError(
-                meta_path,
-                f"cache format {meta.get('format_version')} is not {FORMAT_VERSION}; "
-                "rebuild it with `dvc repro ingest`",
+                meta_path, f"cache format {_show(version)} is not {FORMAT_VERSION}; rebuild it with `dvc repro ingest`"
             )
         frames = np.load(cache_dir / "frames.npy", mmap_mode=None if in_memory else "r")
         if len(frames) != meta["n_frames"]:

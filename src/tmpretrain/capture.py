@@ -14,7 +14,6 @@ import io
 import json
 import math
 import os
-import reprlib
 import warnings
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -25,8 +24,13 @@ from PIL import Image, UnidentifiedImageError
 
 from .actions import N_ACTIONS, action_inputs
 from .errors import DataError
+from .files import read_capped
+from .files import shown as _show
 
 FRAME_EXTENSIONS = (".jpeg", ".jpg", ".png", ".bmp", ".npy")
+# The image formats docs/data.md promises, told apart by content (each PIL plugin's magic bytes), whatever the name:
+# PIL would also decode TIFF, PGM, SGI, PCX and dozens more named .jpeg, each one more decoder on untrusted bytes.
+IMAGE_FORMATS = ("JPEG", "PNG", "BMP")
 DEFAULT_STEP_MS = 10
 # Bounds no real capture comes near (frames of 64x64 to 256x256, 10-100 fps, races of minutes). Past them a file is
 # broken or hostile; refusing it before decoding bounds the memory and time one file can take.
@@ -39,10 +43,6 @@ MAX_STEP_MS = 1000
 MAX_FPS = 1000
 # Grayscale is what the capture tool writes; colour frames are converted (ITU-R 601 luma, as PIL does).
 _DECODABLE_MODES = {"L": "gray", "LA": "gray", "RGB": "colour", "RGBA": "colour", "P": "colour"}
-# Values from input files in messages: short, and safe for any nesting depth (plain repr() recurses).
-_short = reprlib.Repr()
-_short.maxlevel, _short.maxstring, _short.maxother, _short.maxlong = 3, 60, 60, 40
-_show = _short.repr
 
 
 @dataclass
@@ -83,26 +83,35 @@ def discover_replays(root: Path) -> tuple[list[Path], list[tuple[str, str]]]:
     problems: list[tuple[str, str]] = []
     seen = {real_root: root}  # real path -> the path it is read through
     candidates = []
-    for track in _read_once(_subdirectories(root, problems), real_root, seen, problems):
+    for track in _read_once(_subdirectories(root, problems) or [], real_root, seen, problems):
         children = _subdirectories(track, problems)
-        if not children:
+        if children == []:
             problems.append((str(track), "empty track directory (no replay directories)"))
-        candidates += children
+        candidates += children or []
     replays = []
     for replay in _read_once(candidates, real_root, seen, problems):
-        if (replay / "manifest.json").is_file():
+        manifest = replay / "manifest.json"
+        try:
+            has_manifest = manifest.is_file()
+        except OSError as exc:  # a replay directory without search permission
+            problems.append((str(replay), f"cannot be read ({exc.strerror or exc})"))
+            continue
+        if has_manifest:
             replays.append(replay)
+        elif os.path.lexists(manifest):
+            problems.append((str(manifest), "not a regular file"))
         else:
             problems.append((str(replay), "no manifest.json (unfinished capture)"))
     return replays, problems
 
 
-def _subdirectories(directory: Path, problems: list[tuple[str, str]]) -> list[Path]:
+def _subdirectories(directory: Path, problems: list[tuple[str, str]]) -> list[Path] | None:
+    """The directories in `directory`, or None (reported) where it cannot be listed."""
     try:
         return sorted(p for p in directory.iterdir() if not p.name.startswith(".") and p.is_dir())
     except OSError as exc:
         problems.append((str(directory), f"cannot be listed ({exc.strerror or exc})"))
-        return []
+        return None
 
 
 def _read_once(dirs: list[Path], real_root: Path, seen: dict[Path, Path], problems: list) -> list[Path]:
@@ -135,12 +144,14 @@ class _ReplayDirectory:
         try:
             self.real = path.resolve(strict=True)
             with os.scandir(path) as entries:
-                self.plain_files = {e.name for e in entries if e.is_file(follow_symlinks=False)}
+                kinds = {e.name: e.is_file(follow_symlinks=False) for e in entries}
         except (OSError, RuntimeError) as exc:
-            raise DataError(path, f"cannot be listed ({exc})") from None
+            raise DataError(path, f"cannot be listed ({getattr(exc, 'strerror', None) or exc})") from None
+        self.names = set(kinds)  # a FIFO or a device named metadata.json is there (and refused by `file`)
+        self.plain_files = {name for name, plain in kinds.items() if plain}
 
     def has(self, name: str) -> bool:
-        return name in self.plain_files or (self.path / name).is_symlink()
+        return name in self.names
 
     def file(self, name: str, named_by: Path, what: str) -> tuple[Path, str]:
         """(path to open, key that is the same for every spelling of the same file) of the file `name` names.
@@ -194,15 +205,30 @@ def _action(value, where: Path, what: str) -> int:
     return a
 
 
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _unique_keys(pairs: list[tuple[str, object]]) -> dict:
+    """json's object_pairs_hook: Python's json keeps the last of two equal keys, which the capture tool never
+    writes twice; which one was meant is unknown, so the file is refused."""
+    obj = dict(pairs)
+    if len(obj) < len(pairs):
+        seen = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _DuplicateKey(key)
+            seen.add(key)
+    return obj
+
+
 def _load_json(path: Path):
     try:
-        with open(path, encoding="utf-8") as f:
-            size = os.fstat(f.fileno()).st_size
-            if size > MAX_JSON_BYTES:
-                raise DataError(path, f"{size:,} bytes; larger than any capture writes (at most {MAX_JSON_BYTES:,})")
-            return json.load(f)
+        return json.loads(read_capped(path, MAX_JSON_BYTES).decode("utf-8"), object_pairs_hook=_unique_keys)
     except json.JSONDecodeError as exc:
         raise DataError(path, f"not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})") from None
+    except _DuplicateKey as exc:
+        raise DataError(path, f"the key {_show(exc.args[0])} appears twice in one object") from None
     except UnicodeDecodeError:
         raise DataError(path, "not valid JSON (not UTF-8 text)") from None
     except RecursionError:
@@ -371,7 +397,7 @@ def decode_frame_bytes(path: Path, data: bytes) -> tuple[np.ndarray, str]:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data)) as img:
+            with Image.open(io.BytesIO(data), formats=IMAGE_FORMATS) as img:
                 _check_pixels(path, *img.size)  # from the header, before the pixels are decoded
                 img.load()
                 if img.mode not in _DECODABLE_MODES:

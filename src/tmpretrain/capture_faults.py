@@ -144,6 +144,9 @@ def _png(width: int, height: int) -> bytes:
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b"")
 
 
+_GRAY_24 = np.full((24, 24), 128, np.uint8)  # a frame of the planted replay's size: only the file format is wrong
+
+
 def _image(array: np.ndarray, fmt: str) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(array).save(buf, format=fmt)
@@ -194,6 +197,19 @@ def _swap(k: int, j: int) -> Callable[[object], None]:
 
 def _deep(depth: int) -> str:
     return "[" * depth + "]" * depth
+
+
+def _key_twice(name: str, key: str, first: object) -> Callable[[Path], Path]:
+    """`key` written twice in the first object that has it, `first` before the real value (Python's json would keep
+    the real one, other readers the first)."""
+
+    def plant(r: Path) -> Path:
+        path = r / name
+        text = json.dumps(json.loads(path.read_text(encoding="utf-8")))
+        path.write_text(text.replace(f'"{key}": ', f'"{key}": {json.dumps(first)}, "{key}": ', 1), encoding="utf-8")
+        return path
+
+    return plant
 
 
 def _too_large(r: Path) -> Path:
@@ -366,6 +382,10 @@ def hostile_replays() -> list[FaultCase]:
         FaultCase("decode", ".npy holding a pickle", npy_frame(lambda: _npy(np.array([{}], dtype=object), True))),
         FaultCase("decode", ".npy header claiming 10^12 pixels", npy_frame(lambda: _npy_header((10**6, 10**6)))),
         FaultCase("decode", "unsupported extension", _unsupported_extension),
+        *(
+            FaultCase("decode", f"{name} named .jpeg", frame_bytes(lambda b, f=fmt: _image(_GRAY_24, f)))
+            for name, fmt in (("TIFF", "TIFF"), ("PGM", "PPM"), ("SGI", "SGI"), ("PCX", "PCX"))
+        ),
         # json: too deep, too large, not JSON, not UTF-8, numbers Python will not parse
         FaultCase("json", "manifest does not parse", raw_text("manifest.json", '{"entries": [')),
         FaultCase("json", "manifest nested 100000 deep", raw_text("manifest.json", _deep(100_000))),
@@ -375,6 +395,8 @@ def hostile_replays() -> list[FaultCase]:
         FaultCase("json", "integer of 5000 digits", raw_text("metadata.json", '{"step_ms": ' + "9" * 5000 + "}")),
         FaultCase("json", "manifest is a number", raw_text("manifest.json", "3")),
         FaultCase("json", "metadata is a list", raw_text("metadata.json", "[]")),
+        FaultCase("json", "a key twice in metadata", _key_twice("metadata.json", "step_ms", 20)),
+        FaultCase("json", "a key twice in a manifest entry", _key_twice("manifest.json", "action_idx", 11)),
         # types: wrong types anywhere in the manifest
         FaultCase("types", "entries is an object", manifest(lambda m: m.__setitem__("entries", {}))),
         FaultCase("types", "entry is a string", manifest(lambda m: m["entries"].__setitem__(2, "frame"))),

@@ -145,8 +145,10 @@ def _bench(args, extra) -> int:
 
 def _check(args, extra) -> int:
     from .params import load_params
+    from .stages.validate import check_pipeline_params
 
     params = load_params(args.params)
+    check_pipeline_params(params)
     print(
         f"{args.params}: valid (pretrain_bc trains up to {params.bc.epochs} epochs and exports the "
         f"{params.bc.export_offset_ms} ms head)"

@@ -48,12 +48,16 @@ class ExportError(PretrainError):
 
 
 def stage_entry(main: Callable[[], None]) -> Callable[[], None]:
-    """Wrap a stage's main so that user errors print one line and exit 1 instead of a traceback."""
+    """Wrap a stage's main so that user errors print one line and exit 1 instead of a traceback, and so that one
+    stage at a time runs in a workspace (tmpretrain.locks)."""
 
     @functools.wraps(main)
     def wrapper() -> None:
+        from .locks import one_run_at_a_time  # locks.py raises the errors defined here
+
         try:
-            main()
+            with one_run_at_a_time(main.__module__.rpartition(".")[2]):
+                main()
         except PretrainError as exc:
             print(f"error: {exc}", file=sys.stderr)
             raise SystemExit(1) from None

@@ -20,11 +20,12 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr, ValidationError
 from torch import nn
 
 from .actions import N_ACTIONS, action_table
 from .errors import ExportError
+from .files import NotReadable, read_capped
 from .models import FLOAT_FEATURE_DIM, FLOAT_INPUT_DIM, encoder_output_dim
 from .params import AGENT_DENSE_HIDDEN
 
@@ -262,17 +263,48 @@ class _FileRecord(BaseModel):
     bytes: Annotated[StrictInt, Field(ge=0)]
 
 
+# Text a consumer prints (`tmpretrain export inspect`): bounded, so a hostile file cannot flood the terminal.
+_Text = Annotated[StrictStr, Field(max_length=200)]
+_Offset = Annotated[StrictInt, Field(ge=-10_000, le=10_000)]  # the bounds of bc.time_offsets_ms
+_Epoch = Annotated[StrictInt, Field(ge=0, le=100_000)]  # the bound of <group>.epochs
+
+
+class _Selection(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    metric: _Text
+    mode: Literal["min", "max"]
+    epoch: _Epoch
+    epochs_run: _Epoch
+    value: StrictFloat | StrictInt | None = None
+
+
+class _RunParams(BaseModel):
+    """The run's params that rebuilding its model reads (evaluate's policy): the schema's bounds."""
+
+    model_config = ConfigDict(extra="allow")
+    dense_hidden_dimension: Annotated[StrictInt, Field(ge=2, le=65_536)] = AGENT_DENSE_HIDDEN
+
+
 class _MetaRecord(BaseModel):
-    """The keys a consumer relies on (the writers record many more, all kept in the returned meta)."""
+    """The keys a consumer relies on (the writers record many more, all kept in the returned meta), with the
+    bounds a writer keeps: a consumer may use any of them without checking again."""
 
     model_config = ConfigDict(extra="allow")
     level: Literal[0, 1]
     image_size: tuple[Annotated[StrictInt, Field(ge=1, le=4096)], Annotated[StrictInt, Field(ge=1, le=4096)]]
     image_normalization: Literal["iqn", "01"]
     files: Annotated[dict[StrictStr, _FileRecord], Field(min_length=1)]
-    head_input_dim: StrictInt | None = None
+    head_input_dim: Annotated[StrictInt, Field(ge=1, le=1 << 24)] | None = None
     n_stack: Annotated[StrictInt, Field(ge=1, le=64)] = 1
     use_floats: StrictBool = False
+    selection: _Selection | None = None
+    params: _RunParams = Field(default_factory=_RunParams)
+    time_offsets_ms: Annotated[list[_Offset], Field(min_length=1, max_length=20_001)] | None = None  # distinct
+    exported_offset_ms: _Offset | None = None
+    target: _Text | None = None
+    head_layout: _Text | None = None
+    normalization_formula: _Text | None = None
+    git_commit: _Text | None = None
 
 
 def _read_meta(out_dir: Path) -> dict:
@@ -282,11 +314,11 @@ def _read_meta(out_dir: Path) -> dict:
     if not out_dir.is_dir():
         raise ExportError(f"{out_dir}: not a directory; an export is a directory holding {META_FILE}")
     try:
-        if meta_path.stat().st_size > MAX_META_BYTES:
-            raise ExportError(f"{meta_path}: {meta_path.stat().st_size} bytes; a {META_FILE} is a few KB")
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        meta = json.loads(read_capped(meta_path, MAX_META_BYTES).decode("utf-8"))
     except FileNotFoundError:
         raise ExportError(f"{meta_path}: not found; is {out_dir} an export directory?") from None
+    except NotReadable as exc:  # a FIFO would hang a plain read, a link to /dev/zero grow until killed
+        raise ExportError(f"{meta_path}: {exc}; a {META_FILE} is a few KB") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ExportError(f"{meta_path}: cannot be read ({exc})") from None
     except json.JSONDecodeError as exc:

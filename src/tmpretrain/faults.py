@@ -217,6 +217,21 @@ def params_faults() -> list[Fault]:
     ]:
         faults.append(Fault("params: cross-field conflicts", str(raw), lambda _, r=raw: r, key))
     faults += _accelerator_faults()
+    for key, value in [  # the fault project holds models/, reports/ and a frame store at data/cache
+        ("data.cache_dir", ".."),
+        ("data.cache_dir", "."),
+        ("data.cache_dir", "/"),
+        ("data.cache_dir", "models"),  # a folder ingest did not write
+        ("data.cache_dir", "models/vis/encoder.pt"),  # a file
+        ("data.cache_dir", "data/replays"),  # the capture tree
+        ("data.cache_dir", "data"),  # holds the capture tree
+        ("synth.out_dir", ".."),
+        ("synth.out_dir", "models"),
+        ("synth.out_dir", "data"),  # holds the frame store
+    ]:
+        faults.append(_param("output folders a stage may not replace", key, value))
+    for key, value in [("data.image_height", 20), ("data.image_width", 33), ("data.replays_dir", "/nonexistent")]:
+        faults.append(_param("values the code cannot use (small frames, no capture tree)", key, value))
     for variant, text, expect in [
         ("not valid YAML", "bc: {epochs: [1,\n", "<file>"),
         ("a tab in the indentation", "bc:\n\tlr: 0.1\n", "<file>"),
@@ -227,6 +242,7 @@ def params_faults() -> list[Fault]:
         ("a list at the top", "- 1\n- 2\n", "<root>"),
         ("a group left empty", "bc:\n", "bc"),
         ("a scalar group", "bc: 3\n", "bc"),
+        ("an alias bomb (billion laughs) at bc.lr", _ALIAS_BOMB, "<file>"),
     ]:
         faults.append(_text("broken params files", variant, text, expect))
     order = [f"params: {c}" for c in PARAMS_CLASSES]
@@ -247,8 +263,13 @@ PARAMS_CLASSES = [
     "unknown keys (typos, wrong level)",
     "cross-field conflicts",
     "accelerators this machine lacks",
+    "output folders a stage may not replace",
+    "values the code cannot use (small frames, no capture tree)",
     "broken params files",
 ]
+# Nine levels of nine aliases: 9**9 lists once expanded (a minute, then MemoryError, before aliases were refused).
+_ALIAS_BOMB = "l0: &l0 [lol]\n" + "".join(f"l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * 9)}]\n" for i in range(1, 10))
+_ALIAS_BOMB += "bc: {lr: *l9}\n"
 
 
 def _accelerator_faults() -> list[Fault]:
@@ -270,7 +291,13 @@ def _accelerator_faults() -> list[Fault]:
     return [Fault("params: accelerators this machine lacks", str(raw), lambda _, r=raw: r, key) for raw, key in cases]
 
 
-_STAND_INS = ("models/vis/encoder.pt", "models/bc/encoder.pt", "reports/bc/metrics.json", "data/cache/frames.npy")
+# data/cache as a frame store holds it (cache_meta.json): validate accepts replacing it (tmpretrain.paths)
+_STAND_INS = (
+    "models/vis/encoder.pt",
+    "models/bc/encoder.pt",
+    "reports/bc/metrics.json",
+    "data/cache/cache_meta.json",
+)
 
 
 def _run_validate(project: Path) -> tuple[int, str]:
@@ -374,6 +401,8 @@ def write_valid_export(out_dir: Path, seed: int = 0) -> Path:
         "time_offsets_ms": [0, 10],
         "exported_offset_ms": 0,
         "actions": action_table(),
+        "selection": {"metric": "val/loss", "mode": "min", "epoch": 0, "value": 1.25, "epochs_run": 1},
+        "params": {"dense_hidden_dimension": 1024},
     }
     write_meta(out_dir, meta)
     return out_dir
@@ -523,6 +552,20 @@ def export_faults() -> list[Fault]:
         ("an unknown file record key", _set("files", "encoder.pt", "md5", "0"), "files.encoder.pt.md5: extra"),
         ("head_input_dim '768'", _set("head_input_dim", "768"), "head_input_dim: input should be a valid int"),
         ("head_input_dim 5888", _set("head_input_dim", 5888), "records head_input_dim 5888 but image size 64x64"),
+        ("head_input_dim -5", _set("head_input_dim", -5), "head_input_dim: input should be greater than"),
+        # What `tmpretrain export inspect` and the evaluate stage's policy read besides the weights:
+        ("selection a list", _set("selection", []), "selection: input should be a valid dictionary"),
+        ("selection.epoch -1", _set("selection", "epoch", -1), "selection.epoch: input should be greater than"),
+        ("selection.metric of 10 KB", _set("selection", "metric", "x" * 10_000), "selection.metric: string should"),
+        ("params null", _set("params", None), "params: input should be a valid dictionary"),
+        (
+            "params.dense_hidden_dimension 10**12",
+            _set("params", "dense_hidden_dimension", 10**12),
+            "params.dense_hidden_dimension: input should be less than",
+        ),
+        ("time_offsets_ms '0'", _set("time_offsets_ms", "0"), "time_offsets_ms: input should be a valid list"),
+        ("time_offsets_ms [10**6]", _set("time_offsets_ms", [10**6]), "time_offsets_ms.0: input should be less"),
+        ("git_commit of 10 KB", _set("git_commit", "0" * 10_000), "git_commit: string should have at most 200"),
     ]:
         faults.append(Fault(meta, variant, _meta(edit), expect))
     for variant, content, expect in [

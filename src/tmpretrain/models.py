@@ -12,6 +12,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from .actions import N_ACTIONS
+from .convs import CONVS, conv_sizes
 
 LEAKY_SLOPE = 0.01  # nn.LeakyReLU's default, as in the agent
 FLOAT_INPUT_DIM = 184
@@ -20,9 +21,6 @@ NORMALIZATIONS = ("iqn", "01")
 # Level 0 task -> the extra metrics its loss() reports besides the loss itself.
 VISION_TASK_METRICS = {"autoencoder": ("recon",), "vae": ("recon", "kl"), "simclr": ("acc",)}
 VISION_TASKS = tuple(VISION_TASK_METRICS)
-
-# (in_channels, out_channels, kernel, stride) of the agent's img_head convolutions, no padding.
-_CONVS = ((1, 16, 4, 2), (16, 32, 4, 2), (32, 64, 3, 2), (64, 32, 3, 1))
 
 
 def denormalize(x: torch.Tensor, mode: str) -> torch.Tensor:
@@ -48,32 +46,17 @@ def normalize(x: torch.Tensor, mode: str) -> torch.Tensor:
 def build_encoder() -> nn.Sequential:
     """The agent's img_head: 4 convolutions with LeakyReLU, then Flatten (keys 0.*, 2.*, 4.*, 6.*)."""
     layers: list[nn.Module] = []
-    for c_in, c_out, k, s in _CONVS:
+    for c_in, c_out, k, s in CONVS:
         # In place: the activation then costs no second copy of each conv map (the largest memory of a batch,
         # times n_stack); the state_dict and the function are the agent's either way.
         layers += [nn.Conv2d(c_in, c_out, kernel_size=k, stride=s), nn.LeakyReLU(LEAKY_SLOPE, inplace=True)]
     return nn.Sequential(*layers, nn.Flatten())
 
 
-def conv_sizes(height: int, width: int) -> list[tuple[int, int]]:
-    """Spatial size before the encoder and after each of its convolutions (5 entries, input first)."""
-    sizes = [(int(height), int(width))]
-    for _, _, k, s in _CONVS:
-        h, w = sizes[-1]
-        h, w = (h - k) // s + 1 if h >= k else 0, (w - k) // s + 1 if w >= k else 0
-        if h < 1 or w < 1:
-            raise ValueError(
-                f"image {height}x{width} (HxW) is too small for the agent's encoder: the convolutions need "
-                f"at least 34x34 pixels"
-            )
-        sizes.append((h, w))
-    return sizes
-
-
 def encoder_output_dim(height: int, width: int) -> int:
     """Width of the encoder's flattened output: 64x64 -> 512, 120x160 -> 5632."""
     h, w = conv_sizes(height, width)[-1]
-    return _CONVS[-1][1] * h * w
+    return CONVS[-1][1] * h * w
 
 
 def build_float_feature_extractor() -> nn.Sequential:
@@ -247,9 +230,9 @@ class _Decoder(nn.Module):
         super().__init__()
         self.sizes = conv_sizes(*image_hw)
         h, w = self.sizes[-1]
-        self.map_shape = (_CONVS[-1][1], h, w)
-        self.fc = nn.Linear(in_dim, _CONVS[-1][1] * h * w)
-        self.deconvs = nn.ModuleList(nn.ConvTranspose2d(c_out, c_in, k, s) for c_in, c_out, k, s in reversed(_CONVS))
+        self.map_shape = (CONVS[-1][1], h, w)
+        self.fc = nn.Linear(in_dim, CONVS[-1][1] * h * w)
+        self.deconvs = nn.ModuleList(nn.ConvTranspose2d(c_out, c_in, k, s) for c_in, c_out, k, s in reversed(CONVS))
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         x = F.leaky_relu(self.fc(z), LEAKY_SLOPE).reshape(z.shape[0], *self.map_shape)

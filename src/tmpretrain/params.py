@@ -26,11 +26,14 @@ import yaml
 from annotated_types import Ge, Le
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from .convs import MIN_IMAGE_SIDE
 from .errors import ParamsError
+from .files import read_capped
 
 PARAMS_FILE = Path("params.yaml")
 GROUPS = ("synth", "data", "vis", "bc", "eval")
 MAX_SEED = 2**32 - 1  # Lightning's seed_everything silently replaces a larger seed by 0
+MAX_PARAMS_BYTES = 1 << 20  # the shipped params.yaml is 3 KB
 AGENT_DENSE_HIDDEN = 1024  # the agent's dense_hidden_dimension: its A_head hidden width is half of it
 
 # A decimal number as text. PyYAML (YAML 1.1) reads `1e-3` or `5E+2` as strings; YAML 1.2 and the user mean numbers.
@@ -493,8 +496,16 @@ def parse_params(raw) -> Params:
         raise _params_error(exc.errors()[0]) from None
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """PyYAML keeps the last of two equal keys; a second `lr:` in one group is a mistake to report."""
+class StrictLoader(yaml.SafeLoader):
+    """PyYAML keeps the last of two equal keys; a second `lr:` in one group is a mistake to report. And it expands
+    aliases without bound (a few lines of nested `*a` make gigabytes: the "billion laughs"); params and presets
+    are a few keys written by hand or by `dvc exp run -S`, which never need one, so an alias is refused."""
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            mark = self.peek_event().start_mark
+            raise yaml.composer.ComposerError(None, None, "an alias (*name); write the value itself", mark)
+        return super().compose_node(parent, index)
 
     def construct_mapping(self, node, deep=False):
         seen = set()
@@ -510,7 +521,8 @@ def read_params_file(path: Path | str = PARAMS_FILE) -> dict:
     """The raw mapping in a params file (empty file: {}); unreadable or invalid YAML raises ParamsError."""
     path = Path(path)
     try:
-        raw = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader)
+        text = read_capped(path, MAX_PARAMS_BYTES).decode("utf-8")
+        raw = yaml.load(text, Loader=StrictLoader)  # noqa: S506 (a SafeLoader)
     except FileNotFoundError:
         raise ParamsError("<file>", f"{path} not found (run from the repository root)") from None
     except (OSError, UnicodeDecodeError) as exc:
@@ -529,6 +541,19 @@ def read_params_file(path: Path | str = PARAMS_FILE) -> dict:
 
 def load_params(path: Path | str = PARAMS_FILE) -> Params:
     return parse_params(read_params_file(path))
+
+
+def check_frames_fit_the_encoder(data: DataParams) -> None:
+    """validate: a frame store smaller than the agent's encoder takes is a valid store (ingest's own tests use
+    16x16), but the training stages would refuse it only after DVC removed their outputs."""
+    for side in ("image_height", "image_width"):
+        value = getattr(data, side)
+        if value < MIN_IMAGE_SIDE:
+            raise ParamsError(
+                f"data.{side}",
+                f"{value} is too small for the agent's encoder; must be >= {MIN_IMAGE_SIDE} (its convolutions need "
+                f"{MIN_IMAGE_SIDE}x{MIN_IMAGE_SIDE} pixels)",
+            )
 
 
 def flatten(d: dict | None, prefix: str = "") -> dict:
@@ -638,9 +663,11 @@ def markdown_reference() -> str:
         "`bc.use_actions_head` (the agent's A_head); `bc.trainer.cache_on_device` not with `bc.use_floats`;",
         "`eval.track_seeds` distinct; `*.trainer.accelerator` `gpu`/`cuda`/`mps` only where torch finds that device",
         "(and `devices` no more than it has). Nested groups (`early_stopping`, `selection`, `trainer`) keep their",
-        "stage's defaults for the keys you leave out. Checks that need the data (metric names, image size against",
-        "the encoder, `bc.use_floats` against the cache, the track count against `data.val_fraction`) run in the",
-        "stage itself.",
+        "stage's defaults for the keys you leave out. The `validate` stage also checks what the code needs:",
+        "`data.image_height` and `data.image_width` at least the encoder's 34, a `data.replays_dir` that exists or",
+        "that synthesize writes (`synth.out_dir`), and output folders (`synth.out_dir`, `data.cache_dir`) that the",
+        "stage may replace (docs/reliability.md). Checks that need the data (metric names, `bc.use_floats` against",
+        "the cache, the track count against `data.val_fraction`) run in the stage itself.",
         "",
     ]
     return "\n".join(lines + notes)

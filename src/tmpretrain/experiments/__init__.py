@@ -19,7 +19,8 @@ import pandas as pd
 import yaml
 
 from ..errors import PretrainError
-from ..params import flatten
+from ..files import read_capped
+from ..params import MAX_PARAMS_BYTES, StrictLoader, flatten, read_params_file
 
 PRESETS_FILE = Path("presets.yaml")
 
@@ -29,7 +30,12 @@ class PresetError(PretrainError):
 
 
 def load_presets(path: Path | str = PRESETS_FILE) -> dict:
-    data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    try:
+        data = yaml.load(read_capped(path, MAX_PARAMS_BYTES).decode("utf-8"), Loader=StrictLoader)  # noqa: S506
+    except (OSError, UnicodeDecodeError) as exc:
+        raise PresetError(f"{path}: cannot be read as UTF-8 text ({exc})") from None
+    except yaml.YAMLError as exc:
+        raise PresetError(f"{path}: not valid YAML ({' '.join(str(exc).split())[:300]})") from None
     if not isinstance(data, dict) or not isinstance(data.get("presets"), dict):
         raise PresetError(f"{path}: expected a mapping with a `presets` mapping")
     return data
@@ -100,7 +106,7 @@ def stray_params(overrides: list[str], params_file: Path = Path("params.yaml")) 
     except (subprocess.CalledProcessError, FileNotFoundError):
         return []
     head = flatten(yaml.safe_load(committed))
-    work = flatten(yaml.safe_load(params_file.read_text(encoding="utf-8")))
+    work = flatten(read_params_file(params_file))
     covered = {override_key(o) for o in overrides}
     differing = {k for k in head.keys() | work.keys() if head.get(k) != work.get(k)}
     return sorted(k for k in differing if k not in covered and not any(k.startswith(c + ".") for c in covered))

@@ -2,18 +2,19 @@
 
     python -m tmpretrain.stages.synthesize
 
-Deletes and rewrites params.synth.out_dir, then writes reports/synthesize/summary.json.
+Deletes and rewrites params.synth.out_dir (only a folder it wrote: tmpretrain.paths), then writes
+reports/synthesize/summary.json.
 """
 
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from pathlib import Path
 
-from ..errors import ParamsError, stage_entry
+from ..errors import stage_entry
 from ..params import as_dict, load_params
+from ..paths import clear_output_dir
 from ..synthetic import generate_dataset
 
 REPORT_DIR = Path("reports/synthesize")
@@ -23,11 +24,7 @@ REPORT_DIR = Path("reports/synthesize")
 def main() -> None:
     params = load_params()
     synth = params.synth
-    out_dir = Path(synth.out_dir)
-    if out_dir.resolve() in (Path.cwd().resolve(), Path(out_dir.anchor).resolve()):
-        raise ParamsError("synth.out_dir", f"{synth.out_dir!r} would delete the working directory; name a subfolder")
-    if out_dir.exists():
-        shutil.rmtree(out_dir)
+    out_dir = clear_output_dir("synth.out_dir", synth.out_dir, others={"data.cache_dir": params.data.cache_dir})
     start = time.perf_counter()
     summary = generate_dataset(synth, out_dir, progress=True)
     elapsed = time.perf_counter() - start
