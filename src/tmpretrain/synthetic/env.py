@@ -199,7 +199,7 @@ class SynthTrackEnv(gym.Env):
     def _after_physics_step(self) -> str:
         race, t_ms = self._race, self._k * STEP_MS
         race.locate(t_ms)
-        if t_ms % META_INTERVAL_MS == 0:
+        if self.include_floats and t_ms % META_INTERVAL_MS == 0:  # only the float inputs read it
             self._meta = race.meta_snapshot(t_ms)
         if race.on_road:
             self._offroad_run = 0

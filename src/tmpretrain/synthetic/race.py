@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 
-from ..actions import action_inputs
+from ..actions import N_ACTIONS, action_inputs
 from . import car as carmod
 from .track import Track
 
@@ -28,6 +28,10 @@ START_BEHIND_M = 5  # the car starts this far before the start line, standing st
 LOCATE_WINDOW = 12  # centre-line samples searched either side of the last index (the car moves < 1 m a step)
 GATE_SPACING_M = 10.0  # checkpoint gates along the centre line; the most road a cut inside one gap can skip
 RELOCATE_OFF_ROAD_M = 2.0  # beyond the road's edge by this much, the car is located on the whole centre line
+
+
+# (accelerate, brake, left, right) of each action, looked up every 10 ms step.
+_KEYS = [tuple(action_inputs(a)[k] for k in ("accelerate", "brake", "left", "right")) for a in range(N_ACTIONS)]
 
 
 def capture_step(t_ms: int) -> int:
@@ -117,9 +121,8 @@ class Race:
 
     def advance(self, action: int) -> None:
         """Hold `action` for one 10 ms step; the chase camera's heading follows the car's with a lag."""
-        keys = action_inputs(action)
         car = self.car
-        carmod.step(car, keys["accelerate"], keys["brake"], keys["left"], keys["right"], self.on_road)
+        carmod.step(car, *_KEYS[action], self.on_road)
         self.cam_heading += (car.yaw - self.cam_heading) * self._cam_alpha
 
     def meta_snapshot(self, t_ms: int) -> dict:

@@ -133,6 +133,17 @@ def _draw_scene(img, cam_x, cam_y, ch, sh, horizon, f, col_az_heading, skyline, 
         flat[ground_idx[k]] = shade * keep[k] + fog_term[k]
 
 
+@njit(cache=True, nogil=True)
+def _to_uint8(img):
+    """Rounded to the nearest level (half up) and clipped to 0..255."""
+    out = np.empty(img.shape, dtype=np.uint8)
+    for r in range(img.shape[0]):
+        for c in range(img.shape[1]):
+            v = math.floor(img[r, c] + 0.5)
+            out[r, c] = 0 if v < 0 else (255 if v > 255 else int(v))
+    return out
+
+
 def build_road_texture(track: Track, res: float = TEX_RES) -> tuple[np.ndarray, float, float]:
     """A top-down uint8 texture of the road (0 where there is no road) and its world origin (x0, y0)."""
     hw, kw = track.half_width, track.kerb_width
@@ -220,7 +231,7 @@ class Renderer:
         flat[shadow] *= np.float32(SHADOW_DARKEN)
         flat[body] = shades
         self._draw_speed_bar(img, speed)
-        return np.clip(img + 0.5, 0, 255).astype(np.uint8)
+        return _to_uint8(img)
 
     def _draw_speed_bar(self, img: np.ndarray, speed: float) -> None:
         w, h = self.width, self.height
