@@ -11,6 +11,7 @@ import pytest
 
 from tmpretrain.cache import split_tracks
 from tmpretrain.params import load_params
+from tmpretrain.stats import format_interval
 from tmpretrain.synthetic import track_id
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -22,7 +23,7 @@ def _metrics(stage: str) -> dict:
 
 
 def _row(label: str) -> list[str]:
-    """The cells of the README table row that starts with `label`."""
+    """The cells of the README table row that starts with `label` (bold marks removed)."""
     for line in README.splitlines():
         if line.startswith(f"| {label}"):
             return [cell.strip().strip("*") for cell in line.strip("|").split("|")][1:]
@@ -64,23 +65,26 @@ def test_selected_epoch_and_baseline():
 @pytest.mark.parametrize(
     "label,group",
     [
-        ("**exported policy**", "policy"),
+        ("**exported policy, sampled**", "policy"),
+        ("**exported policy, greedy**", "policy_greedy"),
         ("scripted expert", "expert"),
         ("always accelerate", "always_accel"),
         ("uniformly random", "random"),
     ],
 )
-def test_driving_table(label, group):
+def test_driving_table_gives_every_figure_with_its_interval(label, group):
     m = _metrics("eval")[group]
-    ratio = "-" if m["lap_time_ratio"] is None else f"{m['lap_time_ratio']:.2f}"
-    want = [
-        f"{m['completion_rate']:.2f}",
-        f"{m['progress']:.2f}",
-        ratio,
-        f"{100 * m['offroad_fraction']:.0f} %",
-        f"{m['mean_speed']:.1f} m/s",
+    columns = [
+        ("completion_rate", ".2f"),
+        ("clean_completion_rate", ".2f"),
+        ("progress", ".2f"),
+        ("lap_time_ratio", ".2f"),
+        ("offroad_fraction", ".2f"),
+        ("mean_speed", ".1f"),
     ]
+    want = [format_interval(m[k], m[f"{k}_low"], m[f"{k}_high"], spec) for k, spec in columns]
     assert _row(label) == want
+    assert all(cell == "-" or "[" in cell for cell in want)
 
 
 def _flat(node: dict, prefix: str = "") -> dict:
