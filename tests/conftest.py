@@ -96,3 +96,13 @@ def spawn_start_method():
     multiprocessing.set_start_method("spawn", force=True)
     yield
     multiprocessing.set_start_method(before, force=True)
+
+
+@pytest.fixture
+def one_torch_thread():
+    """torch on one thread, as the RL learner and `evaluate` run on a shared CPU (two threads on two busy cores were
+    several times slower than one); the thread count is restored afterwards."""
+    from tmpretrain.evaluate import one_torch_thread as one_thread
+
+    with one_thread():
+        yield

@@ -11,13 +11,7 @@ from tmpretrain.rl.learner import RLConfig
 from tmpretrain.rl.loop import LoopConfig, train
 from tmpretrain.synthetic.env import ENV_ID
 
-
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_demonstrations_are_the_drivers_decisions():

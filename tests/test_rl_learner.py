@@ -18,13 +18,7 @@ from tmpretrain.rl.replay import Batch
 HW = (36, 36)  # the encoder's smallest input: fast, the same layers
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """As the learner runs on a shared CPU: two threads on two busy cores are several times slower than one."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def make_learner(seed: int = 0, **overrides) -> Learner:

@@ -8,8 +8,8 @@ import math
 import gymnasium as gym
 import numpy as np
 import pytest
-from cheaters import CHEATERS, drive
 
+from cheaters import CHEATERS, drive
 from tmpretrain.actions import ACTION_NAMES
 from tmpretrain.params import EvalParams
 from tmpretrain.synthetic import car as carmod
@@ -109,7 +109,7 @@ def test_env_reports_gates_and_off_road_share_and_works_as_a_vector_env():
         total += reward
         if terminated or truncated:
             break
-    assert terminated and info["end"] == "finished" and info["progress"] == 1.0
+    assert terminated and info["end"] == "finished" and info["progress"] == 1.0 and info["clean"]
     assert info["gates_passed"] == math.ceil(heldout_track(2).length / GATE_SPACING_M - 0.5) + 1
     assert total == pytest.approx(info["distance_m"] + START_BEHIND_M)
     vec = gym.make_vec(ENV_ID, num_envs=3, vectorization_mode="vector_entry_point", tracks=[4, 5, 6], observe=False)

@@ -216,7 +216,7 @@ def track_map_figure(paths: dict) -> go.Figure:
         mask = [lo <= i < hi for i in range(len(fig.data))]
         buttons.append(dict(label=f"track {track}", method="update", args=[{"visible": mask}]))
     fig.update_layout(
-        title="Held-out tracks from above: the expert's and the policy's paths (red: off road)",
+        title="Held-out tracks from above: the expert's and the policy's paths, sampled and greedy (red: off road)",
         height=560,
         margin=dict(l=40, r=20, t=60, b=40),
         xaxis=dict(title="x (m)"),
@@ -275,10 +275,13 @@ def _metrics_table(metrics: dict) -> str:
         if values is None:
             cells = "".join("<td>-</td>" for _ in range(len(cols) + 1))
         else:
-            cells = "".join(
-                f"<td>{format_interval(values.get(k), values.get(f'{k}_low'), values.get(f'{k}_high'), spec)}</td>"
-                for k, _, spec in cols
-            ) + f"<td>{values.get('episodes', '-')}</td>"
+            cells = (
+                "".join(
+                    f"<td>{format_interval(values.get(k), values.get(f'{k}_low'), values.get(f'{k}_high'), spec)}</td>"
+                    for k, _, spec in cols
+                )
+                + f"<td>{values.get('episodes', '-')}</td>"
+            )
         rows.append(f"<tr><th>{html.escape(group)}</th>{cells}</tr>")
     return f"<table class='eval-metrics'><tr><th></th>{head}</tr>{''.join(rows)}</table>"
 

@@ -53,11 +53,10 @@ from .export import (
 )
 from .models import BCModel, normalize
 from .stats import clustered_rate, format_interval, hierarchical_bootstrap, nanmean_or_nan
-from .synthetic.env import ENTRY_POINT
+from .synthetic.env import CLEAN_OFFROAD_FRACTION, ENTRY_POINT
 
 GROUPS = ("policy", "policy_greedy", "expert", "random", "always_accel")
 POLICY_GROUPS = {"policy": "sample", "policy_greedy": "greedy"}
-CLEAN_OFFROAD_FRACTION = 0.05  # a clean lap spends at most this share of its time off the road
 ALWAYS_ACCEL = ACTION_NAMES.index("accel")
 METRICS_FILE, TRACKS_FILE, ACTION_MIX_FILE, MEDIA_DIR = "metrics.json", "tracks.json", "action_mix.json", "media"
 _RESET_STREAM, _RANDOM_STREAM, _SAMPLE_STREAM, _BOOTSTRAP_STREAM = 0, 1, 2, 3
@@ -184,9 +183,7 @@ def reset_seed(seed: int, track: int) -> int:
     return int(np.random.SeedSequence([seed, track, _RESET_STREAM]).generate_state(1)[0])
 
 
-def rollout(
-    envs: list[gym.Env], runs: list[tuple[int, int]], policy, seed: int, keep_frames: int = 0
-) -> list[Episode]:
+def rollout(envs: list[gym.Env], runs: list[tuple[int, int]], policy, seed: int, keep_frames: int = 0) -> list[Episode]:
     """Run one episode per env, all together: each decision, one policy call for every live episode. `runs`: the
     (track, rollout index) of each env.
 

@@ -456,6 +456,20 @@ def cost_lines(experiments: list[dict]) -> list[str]:
     ]
 
 
+def _protocol_note(experiments: list[dict]) -> list[str]:
+    """A warning where the snapshot's driving figures predate the track limits (they carry no interval)."""
+    if any(not math.isnan(value(e, "policy/completion_rate_low")) for e in experiments):
+        return []
+    return [
+        "> **Driving figures of an earlier protocol.** These experiments drove before the track limits "
+        "(progress credited along the centre line, laps without checkpoint gates, 10 tracks, one sampled "
+        "rollout each) and their figures carry no interval. They are not comparable with the current "
+        "`evaluate` (docs/evaluation.md), and the driving verdicts below stand only until the presets are run "
+        "again under it.",
+        "",
+    ]
+
+
 def render_page(snapshot: dict, figure_name: str = FIGURE_FILE.name) -> str:
     experiments = snapshot["experiments"]
     own = [e for e in experiments if e["family"] != SEEDS_FAMILY]
@@ -486,6 +500,7 @@ def render_page(snapshot: dict, figure_name: str = FIGURE_FILE.name) -> str:
         "tmpretrain results                             # this page, results.json and the figure",
         "```",
         "",
+        *_protocol_note(own),
         "## All presets",
         "",
         format_table(df, short, "md").rstrip("\n"),

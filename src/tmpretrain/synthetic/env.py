@@ -22,9 +22,11 @@ driver that made the data drive (its style and mistakes drawn from the reset see
 is ignored, `info["action"]` says what it did). `observe=False` skips rendering and returns blank frames, for
 policies that do not look (expert, baselines).
 
-Version history: v0 (this id since the track-limits release) credits progress by checkpoint gates, has grass drag
-and grip that make leaving the road cost time, renders one sample per pixel, and reports `gates_passed` and
-`offroad_fraction`; before it, progress was the projection on the centre line, so cutting across the grass paid.
+Version history (the id stays v0, the name the pipeline, presets and docs share):
+- track limits: progress credited by checkpoint gates, grass drag and grip that make leaving the road cost time,
+  one render sample per pixel, `info` with `gates_passed`, `offroad_fraction` and `clean` (a finished lap at most
+  5 % of whose time was off the road);
+- first release: progress was the projection on the centre line, so cutting across the grass paid.
 """
 
 from __future__ import annotations
@@ -58,6 +60,7 @@ VECTOR_ENTRY_POINT = "tmpretrain.synthetic.env:make_vector_env"
 _HELDOUT_TAG = (0x68656C64, 0x6F75742D, 0x74726B73)  # "held", "out-", "trks"
 _TRACK_STREAM, _SCENERY_STREAM = 0, 2
 STUCK_GAIN_M = 1.0  # progress that resets the stuck timer
+CLEAN_OFFROAD_FRACTION = 0.05  # a clean lap spends at most this share of its time off the road
 
 
 def _heldout_rng(seed: int, stream: int) -> np.random.Generator:
@@ -303,6 +306,7 @@ class SynthTrackEnv(gym.Env):
             "time_s": time_s,
             "offroad_s": offroad_s,
             "offroad_fraction": offroad_s / time_s if time_s > 0 else 0.0,
+            "clean": finished and offroad_s <= CLEAN_OFFROAD_FRACTION * time_s,
             "speed": float(car.speed),
             "on_road": bool(race.on_road),
             "x": float(car.x),
