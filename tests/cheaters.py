@@ -12,7 +12,7 @@ import math
 import numpy as np
 
 from tmpretrain.actions import action_from_inputs
-from tmpretrain.synthetic.driver import DriverStyle, speed_plan
+from tmpretrain.synthetic.driver import Driver, DriverStyle, speed_plan
 from tmpretrain.synthetic.race import Race
 
 ROAD_EDGE_M = 7.2  # half-width plus kerb: beyond it is grass
@@ -134,3 +134,34 @@ def drive(race: Race, controller, seconds: float = 120.0) -> dict:
         "offroad_fraction": off / (k + 1),
         "road_driven_m": len(driven) * track.ds,
     }
+
+
+def table(n_tracks: int = 10, seconds: float = 90.0) -> list[str]:
+    """Each cheater on held-out tracks 0 .. n_tracks - 1: laps finished, its best lap over the expert's, and the
+    largest credited progress over the road it drove."""
+    from tmpretrain.synthetic.env import heldout_track
+
+    rows = {name: [] for name in CHEATERS}
+    for seed in range(n_tracks):
+        track = heldout_track(seed)
+        rng = np.random.default_rng(0)
+        expert = Driver(track, DriverStyle.sample(rng), rng)
+        expert_lap = drive(Race(track), lambda race, t: expert.act(race.car, race.idx))["lap_time_s"]
+        for name, make in CHEATERS.items():
+            r = drive(Race(track), make(), seconds)
+            lap = r["lap_time_s"] / expert_lap if r["lap_time_s"] else None
+            rows[name].append((lap, (r["progress_m"] + 5.0) / max(r["road_driven_m"], 1.0), r["offroad_fraction"]))
+    lines = [f"{'driver':16s} finished  best lap/expert  credited/driven (max)  off road (mean)"]
+    for name, rs in rows.items():
+        laps = [lap for lap, _, _ in rs if lap is not None]
+        best = f"{min(laps):.2f}" if laps else "-"
+        worst = max(c for _, c, _ in rs)
+        off = np.mean([o for *_, o in rs])
+        lines.append(f"{name:16s} {len(laps):>3d}/{n_tracks:<4d} {best:>15s}  {worst:>21.2f}  {off:>15.2f}")
+    return lines
+
+
+if __name__ == "__main__":  # python tests/cheaters.py [n_tracks]: the table in docs/evaluation.md
+    import sys
+
+    print("\n".join(table(int(sys.argv[1]) if len(sys.argv) > 1 else 10)))

@@ -180,9 +180,11 @@ def test_hostile_tree_through_the_dvc_stage_at_the_defaults(tmp_path):
     from test_experiments import dvc, make_project
 
     culprits, must_hold = write_mixed_tree(tmp_path / "captures")
-    build_cache(ingest_params(write_valid_tree(tmp_path / "clean"), tmp_path / "clean_cache", True), progress=False)
+    # The smallest frames validate lets through (the agent's encoder needs 34 x 34).
+    clean_params = ingest_params(write_valid_tree(tmp_path / "clean"), tmp_path / "clean_cache", True)
+    build_cache(clean_params.model_copy(update={"image_height": 34, "image_width": 34}), progress=False)
     clean = stored_replays(tmp_path / "clean_cache")
-    data = {"replays_dir": str(tmp_path / "captures"), "image_height": 16, "image_width": 16, "val_fraction": 0.34}
+    data = {"replays_dir": str(tmp_path / "captures"), "image_height": 34, "image_width": 34, "val_fraction": 0.34}
     project = make_project(tmp_path / "project", {"data": {**data, "include_floats": True}})
     assert yaml.safe_load((project / "params.yaml").read_text())["data"]["workers"] == 2  # the shipped value
     out = dvc(project, "repro", "ingest")
