@@ -12,7 +12,11 @@ from tmpretrain.stats import (
     design_effect,
     format_interval,
     hierarchical_bootstrap,
+    holm,
     nanmean_or_nan,
+    paired_difference,
+    seeds_needed,
+    verdict,
     wilson_interval,
 )
 
@@ -82,3 +86,59 @@ def test_bootstrap_is_seeded_and_handles_undefined_units():
 def test_format_interval():
     assert format_interval(0.625, 0.48, 0.741) == "0.62 [0.48, 0.74]"
     assert format_interval(None, None, None) == "-" and format_interval(22.04, None, None, ".1f") == "22.0"
+
+
+def test_holm_matches_the_textbook_example():
+    # Holm (1979)-style worked example: sorted p 0.01, 0.02, 0.03, 0.04 over m = 4 -> 0.04, 0.06, 0.06, 0.06.
+    assert holm([0.03, 0.01, 0.04, 0.02]) == pytest.approx([0.06, 0.04, 0.06, 0.06])
+    assert holm([0.5, 0.001]) == pytest.approx([0.5, 0.002])
+    assert holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])  # step-down: never below a smaller p's
+    assert holm([0.9, 0.8]) == [1.0, 1.0]  # capped at 1
+
+
+def test_paired_difference_cancels_shared_track_effects_and_finds_a_real_gap():
+    rng = np.random.default_rng(4)
+    tracks = rng.normal(0.0, 0.3, size=(1, 30, 1))  # hard and easy tracks, the same for both arms
+    a = 0.6 + tracks + rng.normal(0, 0.02, size=(4, 30, 3))
+    b = 0.5 + tracks + rng.normal(0, 0.02, size=(4, 30, 3))
+    d = paired_difference(a, b, seed=1)
+    assert d["difference"] == pytest.approx(0.1, abs=0.01)
+    assert d["low"] > 0.08 and d["high"] < 0.12 and d["p"] <= 1 / 2000 + 1e-12
+    # Unpaired (b on other tracks), the track spread swamps the gap: the interval is many times wider.
+    b_other = 0.5 + rng.normal(0.0, 0.3, size=(1, 30, 1)) + rng.normal(0, 0.02, size=(4, 30, 3))
+    unpaired = paired_difference(a, b_other, seed=1)
+    assert unpaired["high"] - unpaired["low"] > 4 * (d["high"] - d["low"])
+
+
+def test_paired_difference_of_the_same_arm_is_zero_and_not_significant():
+    rng = np.random.default_rng(5)
+    a = rng.normal(0.5, 0.1, size=(4, 20, 2))
+    b = a[rng.permutation(4)] + rng.normal(0, 0.05, size=(4, 20, 2))
+    d = paired_difference(a, b, seed=2)
+    assert d["low"] < 0 < d["high"] and d["p"] > 0.05
+    with pytest.raises(ValueError, match="same tracks"):
+        paired_difference(a, b[:, :10], seed=2)
+
+
+@pytest.mark.parametrize(
+    ("claim", "low", "high", "p", "word"),
+    [
+        ("better", 0.02, 0.05, 0.01, "supported"),
+        ("better", -0.05, -0.02, 0.01, "contradicted"),
+        ("better", -0.004, 0.006, 0.6, "equivalent within the margin"),
+        ("better", -0.02, 0.04, 0.4, "inconclusive"),
+        ("tie", -0.004, 0.006, 0.6, "equivalent within the margin"),
+        ("tie", 0.003, 0.009, 0.001, "equivalent within the margin"),  # different, but by less than the margin
+        ("tie", 0.02, 0.05, 0.01, "contradicted"),
+        ("tie", -0.02, 0.04, 0.4, "inconclusive"),  # no evidence of a difference is not evidence of a tie
+    ],
+)
+def test_verdict_words(claim, low, high, p, word):
+    assert verdict(claim, low, high, p, margin=0.01) == word
+
+
+def test_seeds_needed_is_the_normal_approximation():
+    # 2 * ((1.959964 + 0.841621) * 1 / 1)^2 = 15.7 -> 16 seeds per arm for a one-sd difference at 80 % power.
+    assert seeds_needed(1.0, 1.0) == 16
+    assert seeds_needed(0.5, 1.0) == 63
+    assert seeds_needed(10.0, 1.0) == 2 and seeds_needed(0.0, 1.0) == math.inf

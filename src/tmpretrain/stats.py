@@ -11,6 +11,10 @@ track is hard for every rollout), so treating them as such would give intervals 
 - `hierarchical_bootstrap(values, statistic)`: a percentile interval that resamples clusters with replacement,
   then units within each drawn cluster (the two-stage bootstrap of Davison & Hinkley 1997, sec. 3.8).
 
+Comparing two arms (the study's verdicts): `paired_difference` (a hierarchical bootstrap over training seeds and the
+shared tracks, rollouts nested, with a p-value), `holm` (family-wise adjustment across conclusions), `verdict` (one
+word per claim: supported, contradicted, equivalent within the margin, inconclusive) and `seeds_needed`.
+
 Everything random takes a seed: the same inputs give the same interval.
 """
 
@@ -112,3 +116,91 @@ def format_interval(value: float | None, low: float | None, high: float | None, 
     if low is None or high is None:
         return format(value, spec)
     return f"{value:{spec}} [{low:{spec}}, {high:{spec}}]"
+
+
+# ---------------------------------------------------------------------------------- comparing two arms (paired)
+
+
+def paired_difference(
+    a: np.ndarray, b: np.ndarray, n_boot: int = N_BOOT, seed: int | Sequence[int] = 0, level: float = 0.95
+) -> dict:
+    """mean(a) - mean(b) for two arms evaluated on the same tracks, with a hierarchical bootstrap.
+
+    `a`, `b`: arrays (training seeds, tracks, rollouts), NaN where a value is missing (a rollout not run, no lap
+    time). Each resample draws each arm's training seeds independently (seeds of two arms are separate runs), one
+    set of tracks for both arms (the tracks are shared, so track difficulty cancels: the pairing), then rollouts
+    within every (seed, track). Returns {"difference", "low", "high", "p"}: the percentile interval and the
+    two-sided bootstrap p-value of no difference (twice the smaller tail share of resampled differences beyond
+    0; at least 1 / n_boot)."""
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if a.ndim != 3 or b.ndim != 3 or a.shape[1] != b.shape[1]:
+        raise ValueError(f"expected (seeds, tracks, rollouts) arrays on the same tracks, got {a.shape} and {b.shape}")
+    estimate = float(np.nanmean(a) - np.nanmean(b))
+    rng = np.random.default_rng(seed)
+    n_tracks = a.shape[1]
+    draws = np.empty(n_boot)
+    for i in range(n_boot):
+        tracks = rng.integers(n_tracks, size=n_tracks)
+        draws[i] = _resampled_mean(a, tracks, rng) - _resampled_mean(b, tracks, rng)
+    draws = draws[np.isfinite(draws)]
+    tail = 100 * (1 - level) / 2
+    low, high = np.percentile(draws, [tail, 100 - tail])
+    p = min(1.0, max(2 * min(np.mean(draws <= 0), np.mean(draws >= 0)), 1.0 / n_boot))
+    return {"difference": estimate, "low": float(low), "high": float(high), "p": float(p)}
+
+
+def _resampled_mean(x: np.ndarray, tracks: np.ndarray, rng: np.random.Generator) -> float:
+    seeds = rng.integers(x.shape[0], size=x.shape[0])
+    cells = x[seeds][:, tracks]  # (seeds, tracks, rollouts)
+    rollouts = rng.integers(x.shape[2], size=cells.shape)
+    return float(np.nanmean(np.take_along_axis(cells, rollouts, axis=2)))
+
+
+def holm(p_values: Sequence[float]) -> list[float]:
+    """Holm's step-down adjustment (1979) of p-values for a family of tests: each adjusted value is compared with
+    the level directly; it controls the family-wise error rate, and is uniformly more powerful than Bonferroni."""
+    p = np.asarray(p_values, dtype=float)
+    order = np.argsort(p, kind="stable")
+    m = len(p)
+    adjusted = np.empty(m)
+    running = 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * p[i]))
+        adjusted[i] = running
+    return adjusted.tolist()
+
+
+VERDICTS = ("supported", "contradicted", "equivalent within the margin", "inconclusive")
+
+
+def verdict(claim: str, low: float, high: float, p_adjusted: float, margin: float, alpha: float = 0.05) -> str:
+    """One word for a claim about a difference (first arm minus second), from its interval and adjusted p-value.
+
+    claim "better" (the first arm is higher): supported where the difference is significant after adjustment and
+    positive, contradicted where significant and negative; otherwise equivalent when the whole interval lies within
+    +-margin, else inconclusive. claim "tie": equivalent when the interval lies within +-margin (the
+    interval-inclusion form of two one-sided tests), contradicted where a difference is significant, otherwise
+    inconclusive. Absence of evidence is never reported as evidence: a tie needs the interval inside the margin."""
+    significant = p_adjusted < alpha
+    within = -margin < low and high < margin
+    if claim == "better":
+        if significant:
+            return "supported" if low > 0 else "contradicted"
+        return "equivalent within the margin" if within else "inconclusive"
+    if claim == "tie":
+        if within:
+            return "equivalent within the margin"
+        return "contradicted" if significant else "inconclusive"
+    raise ValueError(f"claim must be 'better' or 'tie', got {claim!r}")
+
+
+def seeds_needed(difference: float, sd: float, alpha: float = 0.05, power: float = 0.8) -> float:
+    """Training seeds per arm for a two-sided two-sample test at `alpha` to detect `difference` with `power`, given
+    the between-seed standard deviation `sd` of an arm's mean (normal approximation: 2 ((z_a + z_b) sd / d)^2);
+    infinite for a difference of 0."""
+    from statistics import NormalDist
+
+    if difference == 0:
+        return math.inf
+    z = NormalDist().inv_cdf(1 - alpha / 2) + NormalDist().inv_cdf(power)
+    return max(2, math.ceil(2 * (z * sd / abs(difference)) ** 2))
