@@ -55,6 +55,7 @@ __all__ = [
     "sha256_file",
     "strip_prefixes",
     "write_meta",
+    "written_aside",
 ]
 
 ENCODER_FILE = "encoder.pt"
@@ -428,25 +429,36 @@ def load_export(out_dir) -> tuple[dict, dict[str, dict[str, torch.Tensor]]]:
 # ------------------------------------------------------------------------------------------- replacing
 
 
+def written_aside(folder) -> Path:
+    """Where a new version of `folder` is written before it takes its place: a hidden sibling."""
+    folder = Path(folder)
+    return folder.with_name(f".{folder.name}.partial")
+
+
 @contextmanager
-def replace_when_complete(out_dir) -> Iterator[Path]:
+def replace_when_complete(out_dir, *together) -> Iterator[Path]:
     """Write a new export into the yielded sibling directory; on success it is verified with `load_export` and
     takes the place of `out_dir`. On an exception (or a kill) `out_dir` keeps the previous export untouched.
+
+    `together`: folders of the same run already written aside (`written_aside(folder)`: the run's reports), put in
+    place right after the export, or removed with it on failure: the export and its reports are always one run's.
 
         with replace_when_complete("models/bc") as staging:
             export_encoder(encoder, staging / ENCODER_FILE)
             write_meta(staging, meta)
     """
     out_dir = Path(out_dir)
-    staging = out_dir.with_name(f".{out_dir.name}.partial")
+    staging = written_aside(out_dir)
     shutil.rmtree(staging, ignore_errors=True)  # left by a killed run
     staging.mkdir(parents=True)
     try:
         yield staging
         load_export(staging)  # what we wrote must pass the same verification a consumer runs
-        _swap_in(staging, out_dir)
+        for new, folder in [(staging, out_dir), *((written_aside(f), Path(f)) for f in together)]:
+            _swap_in(new, folder)
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        for leftover in [staging, *map(written_aside, together)]:
+            shutil.rmtree(leftover, ignore_errors=True)
 
 
 def _swap_in(staging: Path, out_dir: Path) -> None:

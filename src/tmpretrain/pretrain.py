@@ -1,7 +1,8 @@
 """The two training runs, end to end: check params, open the frame store, train, export the selected epoch.
 
 Stages call `run_vis` / `run_bc`; tests call them on tiny stores. Outputs go to `out_dir` (the DVC-versioned
-model directory) and `live_dir` (DVCLive metrics and plots). With a `checkpoint_dir` (the stages': under
+model directory) and `live_dir` (DVCLive metrics and plots), both written aside and put in place together at the
+end: until then the previous run's export and reports stay as they were. With a `checkpoint_dir` (the stages': under
 CHECKPOINT_ROOT, outside every DVC output, which DVC deletes before a rerun) each finished epoch is checkpointed,
 a rerun with the same params, data and code resumes from the last one, and a finished run removes it.
 """
@@ -43,6 +44,7 @@ from .export import (
     replace_when_complete,
     sha256_file,
     write_meta,
+    written_aside,
 )
 from .metrics import epoch_metrics, offset_label
 from .models import VISION_TASK_METRICS, BCModel, VisionModel, denormalize, encoder_output_dim, normalize
@@ -173,11 +175,15 @@ def _epoch_checkpoint(directory: Path | None, key: str, stage: str) -> EpochChec
     return EpochCheckpoint(directory)
 
 
-def _prepare(live_dir: Path, seed: int) -> None:
-    # Stale files from an earlier run must never ride along with this one's results. (The export directory is
-    # replaced as a whole once the new export is complete: export.replace_when_complete.)
-    shutil.rmtree(live_dir, ignore_errors=True)
+def _prepare(live_dir: Path, seed: int) -> Path:
+    """Where this run writes its reports: aside, put in the place of `live_dir` together with the export
+    (export.replace_when_complete), so that an interrupted or failed run leaves the previous export beside its own
+    reports. Stale files of an earlier attempt never ride along with this run's results."""
+    reports = written_aside(live_dir)
+    shutil.rmtree(reports, ignore_errors=True)
+    reports.mkdir(parents=True, exist_ok=True)
     L.seed_everything(seed, workers=True, verbose=False)
+    return reports
 
 
 def _fit(
@@ -280,7 +286,7 @@ def run_vis(
     check_image_size(store, "data.image_height / data.image_width")
     check_metric_names("vis", params, vis_metric_names(params))
     checkpoint = _epoch_checkpoint(checkpoint_dir, checkpoint_key(params, store), "pretrain_vis")
-    _prepare(live_dir, params.seed)
+    reports = _prepare(live_dir, params.seed)
     data = FrameDataModule(
         store,
         frame_samples(store, "train"),
@@ -291,15 +297,15 @@ def run_vis(
         cache_on_device=params.trainer.cache_on_device,
     )
     module = VisModule(params, store.image_hw)
-    logger = _fit(module, data, params, live_dir, VIS_HEADLINE, checkpoint)
+    logger = _fit(module, data, params, reports, VIS_HEADLINE, checkpoint)
     if not logger.is_global_zero:  # DDP: rank 0 alone writes the export (all ranks hold the same weights)
         return {"selected": logger.selected, "history": logger.history, "exported": False}
     module.model.load_state_dict(logger.selected.state_dict)
-    samples = live_dir / "samples"  # a DVC out whatever the task: empty for simclr (no decoder)
+    samples = reports / "samples"  # a DVC out whatever the task: empty for simclr (no decoder)
     samples.mkdir(parents=True, exist_ok=True)
     if params.task in ("autoencoder", "vae"):
         write_reconstructions(module.model, store, params.image_normalization, samples / RECONSTRUCTIONS_FILE)
-    with replace_when_complete(out_dir) as staging:  # verified, then in place of the previous export
+    with replace_when_complete(out_dir, live_dir) as staging:  # verified, then in place of the previous ones
         export_encoder(module.model.encoder, staging / ENCODER_FILE)
         meta = {
             "level": 0,
@@ -365,7 +371,7 @@ def run_bc(
     check_bc_params(params, store, encoder_init_path)
     inputs = [encoder_init_path / ENCODER_FILE] if params.encoder_init == "vis" else []
     checkpoint = _epoch_checkpoint(checkpoint_dir, checkpoint_key(params, store, *inputs), "pretrain_bc")
-    _prepare(live_dir, params.seed)
+    reports = _prepare(live_dir, params.seed)
     offsets = params.time_offsets_ms
     train = build_samples(store, "train", params.n_stack, offsets, params.target)
     val = build_samples(store, "val", params.n_stack, offsets, params.target)
@@ -396,7 +402,7 @@ def run_bc(
         module,
         data,
         params,
-        live_dir,
+        reports,
         BC_HEADLINE + [f"val/acc_offset/{offset_label(d)}" for d in offsets if len(offsets) > 1],
         checkpoint,
     )
@@ -406,8 +412,8 @@ def run_bc(
     model.load_state_dict(logger.selected.state_dict)
     if len(store.replay_ids("test")):  # a cache built with data.test_fraction > 0
         test = build_samples(store, "test", params.n_stack, offsets, params.target)
-        add_test_metrics(live_dir / "metrics.json", score_split(module, data, test))
-    with replace_when_complete(out_dir) as staging:  # verified, then in place of the previous export
+        add_test_metrics(reports / "metrics.json", score_split(module, data, test))
+    with replace_when_complete(out_dir, live_dir) as staging:  # verified, then in place of the previous ones
         export_encoder(model.encoder, staging / ENCODER_FILE)
         head = module.export_head
         if params.use_actions_head:

@@ -26,6 +26,7 @@ from lightning.pytorch.callbacks import Callback, Checkpoint, EarlyStopping, TQD
 
 from .actions import ACTION_NAMES, N_ACTIONS
 from .cpu_math import set_threads
+from .errors import Interrupted
 from .metrics import epoch_metrics, support_counts
 from .models import BCModel, VisionModel, normalize
 from .params import BCParams, EarlyStoppingParams, SelectionParams, TrainerParams, VisParams
@@ -516,15 +517,15 @@ class EpochCheckpoint(Checkpoint):
             trainer.should_stop = True
 
     def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
-        if not isinstance(exception, KeyboardInterrupt) or not trainer.is_global_zero:
+        # The stage's one line on an interrupt (errors.stage_entry) says what there is to resume from.
+        if not isinstance(exception, Interrupted) or not trainer.is_global_zero:
             return
         if self.saved_epoch is None:
-            print("interrupted before the first epoch ended: nothing to resume", flush=True)
+            exception.detail = " before the first epoch ended: nothing to resume; the previous outputs are kept"
         else:
-            print(
-                f"interrupted: epochs 0-{self.saved_epoch} are saved in {self.directory}; run the stage again "
-                "with the same params to resume",
-                flush=True,
+            exception.detail = (
+                f"; the previous outputs are kept, epochs 0-{self.saved_epoch} are saved in {self.directory}: run "
+                "the stage again with the same params to resume"
             )
 
 
