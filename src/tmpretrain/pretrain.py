@@ -25,7 +25,7 @@ from .actions import MAIN_ACTIONS, N_ACTIONS, action_table
 from .cache import FrameStore
 from .cpu_math import kernel_summary
 from .datamodule import FrameDataModule
-from .errors import ParamsError
+from .errors import ParamsError, PretrainError
 from .export import (
     ACTIONS_HEAD_FILE,
     ENCODER_FILE,
@@ -46,6 +46,7 @@ from .export import (
     write_meta,
     written_aside,
 )
+from .files import free_for_writing
 from .metrics import epoch_metrics, offset_label
 from .models import VISION_TASK_METRICS, BCModel, VisionModel, denormalize, encoder_output_dim, normalize
 from .params import BCParams, VisParams, as_dict, set_nested
@@ -180,10 +181,43 @@ def _prepare(live_dir: Path, seed: int) -> Path:
     (export.replace_when_complete), so that an interrupted or failed run leaves the previous export beside its own
     reports. Stale files of an earlier attempt never ride along with this run's results."""
     reports = written_aside(live_dir)
-    shutil.rmtree(reports, ignore_errors=True)
-    reports.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(reports, ignore_errors=True)  # made again by DVCLive, once check_output_room has passed
     L.seed_everything(seed, workers=True, verbose=False)
     return reports
+
+
+# DVCLive's files of one run (per-epoch TSVs, metrics.json, the confusion matrix, Level 0's reconstructions) and an
+# export's metadata: a few hundred kB for long runs; generously.
+REPORTS_BYTES = 16 * 2**20
+META_BYTES = 2**20
+
+
+def check_output_room(
+    model: torch.nn.Module, out_dir: Path, live_dir: Path, checkpoint: EpochCheckpoint | None
+) -> None:
+    """Before training: the folders that take the export, the reports and the resume checkpoint accept a write, and
+    their disks have room (estimates from the model's float32 parameters: the export holds at most all of them, a
+    checkpoint the weights, the selected epoch's and Adam's two moments), so that a read-only or full models/ or
+    reports/ is one error with the previous outputs as they were, not a traceback after training."""
+    weights = 4 * sum(p.numel() for p in model.parameters())
+    wanted = [("export", out_dir.parent, weights + META_BYTES), ("reports", live_dir.parent, REPORTS_BYTES)]
+    if checkpoint is not None:
+        wanted.append(("resume checkpoint", checkpoint.directory, 4 * weights))
+    needed_per_disk: dict[int, int] = {}
+    for what, folder, size in wanted:
+        try:
+            free = free_for_writing(folder)
+        except OSError as exc:
+            raise PretrainError(
+                f"{folder}: cannot write the {what} there ({exc.strerror or exc}); nothing was changed"
+            ) from None
+        disk = folder.stat().st_dev
+        needed_per_disk[disk] = needed_per_disk.get(disk, 0) + size
+        if needed_per_disk[disk] > free:
+            raise PretrainError(
+                f"{folder}: not enough disk space: this run's outputs need about {needed_per_disk[disk] / 1e6:.0f} MB "
+                f"on this disk, {free / 1e6:.0f} MB free; free some and run again; nothing was changed"
+            )
 
 
 def _fit(
@@ -297,6 +331,7 @@ def run_vis(
         cache_on_device=params.trainer.cache_on_device,
     )
     module = VisModule(params, store.image_hw)
+    check_output_room(module.model, out_dir, live_dir, checkpoint)
     logger = _fit(module, data, params, reports, VIS_HEADLINE, checkpoint)
     if not logger.is_global_zero:  # DDP: rank 0 alone writes the export (all ranks hold the same weights)
         return {"selected": logger.selected, "history": logger.history, "exported": False}
@@ -397,7 +432,7 @@ def run_bc(
                 f"frames, the cache holds {list(store.image_hw)}",
             )
         module.model.encoder.load_state_dict(states[ENCODER_FILE], strict=True)
-
+    check_output_room(module.model, out_dir, live_dir, checkpoint)
     logger = _fit(
         module,
         data,
