@@ -15,8 +15,9 @@ import pytest
 
 from test_logs import stage_command, stage_env, tiny_project
 from test_reliability import STAGE_TIMEOUT, cache  # noqa: F401  (cache: the stage tests' module-scoped store)
+from tmpretrain.cache import FrameStore
 from tmpretrain.params import parse_params
-from tmpretrain.pretrain import run_bc
+from tmpretrain.pretrain import checkpoint_key, run_bc
 
 # Early stopping ends the run after epoch 1 (epoch 0 sets the reference, nothing improves by 10), and the selected
 # epoch is epoch 0: a resumed run gets both right only from the restored EarlyStopping and selected weights.
@@ -138,3 +139,22 @@ def test_a_checkpoint_of_other_params_is_not_resumed(cache, tmp_path, capsys):  
     assert "holds an interrupted run with other params, data or code; starting afresh" in out
     assert "resuming" not in out
     assert not directory.exists()
+
+
+def test_a_damaged_checkpoint_is_set_aside_and_the_run_starts_over(cache, tmp_path, capsys):  # noqa: F811
+    # A checkpoint of this very run, cut short (a full disk, a copy that stopped): resuming it failed on every
+    # rerun until someone deleted .tmpretrain/checkpoints by hand.
+    params = parse_params({"bc": {**BC, "early_stopping": {"enabled": False}, "epochs": 2}}).bc
+    directory = tmp_path / "checkpoints" / "pretrain_bc"
+    directory.mkdir(parents=True)
+    (directory / "key").write_text(checkpoint_key(params, FrameStore.open(cache)))
+    damaged = b"PK\x03\x04 the first bytes of a zip archive, then nothing"
+    (directory / "last.ckpt").write_bytes(damaged)
+    result = run_bc(params, cache, tmp_path / "models", tmp_path / "reports", checkpoint_dir=directory)
+    assert len(result["history"]) == 2  # from epoch 0
+    err = capsys.readouterr().err
+    aside = directory.with_name("pretrain_bc.damaged.ckpt")
+    warnings = [line for line in err.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1 and warnings[0].startswith(f"warning: {directory / 'last.ckpt'} cannot be resumed (")
+    assert warnings[0].endswith(f"); set aside as {aside}, starting from epoch 0")
+    assert aside.read_bytes() == damaged  # renamed, not deleted

@@ -26,7 +26,16 @@ from torch import nn
 from .actions import N_ACTIONS, action_table
 from .errors import ExportError
 from .files import NotReadable, read_capped
-from .models import FLOAT_FEATURE_DIM, FLOAT_INPUT_DIM, encoder_output_dim
+from .models import (
+    FLOAT_FEATURE_DIM,
+    FLOAT_INPUT_DIM,
+    LEAKY_SLOPE,
+    ActionHead,
+    build_encoder,
+    build_float_feature_extractor,
+    encoder_output_dim,
+    normalize,
+)
 from .params import AGENT_DENSE_HIDDEN
 
 __all__ = [
@@ -423,7 +432,45 @@ def load_export(out_dir) -> tuple[dict, dict[str, dict[str, torch.Tensor]]]:
             expected = actions_head_shapes(input_dim)
         _check(str(path), state, expected)
         states[name] = state
+    _probe_forward(out_dir, meta, states)
     return meta, states
+
+
+def _probe_forward(out_dir: Path, meta: dict, states: dict[str, dict[str, torch.Tensor]]) -> None:
+    """Every exported part, in the order the policy runs them, on a probe at the edge of the input range (white
+    frames, floats of 1) must give finite outputs: weights of 1e30 are finite and pass every other check, yet
+    overflow to inf in the first layers that sum them (and crash evaluation). An ExportError names the part."""
+    height, width = meta["image_size"]
+    n_stack = meta.get("n_stack", 1)
+    frames = normalize(torch.full((n_stack, 1, height, width), 255.0), meta["image_normalization"])
+    with torch.no_grad():
+        x = _probe(out_dir, ENCODER_FILE, build_encoder(), states, frames).reshape(1, -1)
+        if STACK_FUSION_FILE in states:
+            feature_dim = x.shape[1] // n_stack
+            fusion = nn.Sequential(nn.Linear(x.shape[1], feature_dim), nn.LeakyReLU(LEAKY_SLOPE))
+            x = _probe(out_dir, STACK_FUSION_FILE, fusion, states, x)
+        if FLOAT_FEATURES_FILE in states:
+            floats = torch.ones(1, FLOAT_INPUT_DIM)
+            x = torch.cat([x, _probe(out_dir, FLOAT_FEATURES_FILE, build_float_feature_extractor(), states, floats)], 1)
+        elif ACTIONS_HEAD_FILE in states:  # the agent's A_head always takes the 256 float slots (zeros here)
+            x = torch.cat([x, x.new_zeros(1, FLOAT_FEATURE_DIM)], 1)
+        if ACTIONS_HEAD_FILE in states:
+            hidden = 2 * states[ACTIONS_HEAD_FILE]["0.weight"].shape[0]
+            _probe(out_dir, ACTIONS_HEAD_FILE, ActionHead(x.shape[1], hidden), states, x)
+        if LINEAR_HEAD_FILE in states:
+            _probe(out_dir, LINEAR_HEAD_FILE, nn.Linear(x.shape[1], N_ACTIONS), states, x)
+
+
+def _probe(out_dir: Path, name: str, module: nn.Module, states: dict, x: torch.Tensor) -> torch.Tensor:
+    module.load_state_dict(states[name], strict=True)
+    out = module.eval()(x)
+    if not torch.isfinite(out).all():
+        largest = max(float(t.abs().max()) for t in states[name].values())
+        raise ExportError(
+            f"{out_dir / name}: a probe frame gives non-finite outputs (largest weight {largest:.3g}): the weights "
+            "overflow; export again from a run that did not diverge"
+        )
+    return out
 
 
 # ------------------------------------------------------------------------------------------- replacing

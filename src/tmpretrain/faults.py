@@ -493,11 +493,16 @@ def _set_value(name: str, key: str, value: float) -> Callable[[dict], dict]:
     return change
 
 
+def _every_weight(value: float) -> Callable[[dict], dict]:
+    return lambda state: {key: tensor.clone().fill_(value) for key, tensor in state.items()}
+
+
 def export_faults() -> list[Fault]:
     E = "export: "
     missing = E + "missing or extra files"
     meta = E + "metadata missing or of the wrong type"
     nonfinite = E + "NaN or infinite weights"
+    overflow = E + "finite weights that overflow (a probe frame gives inf)"
     names = E + "file names with paths"
     layout = E + "keys, shapes or contents that do not fit the agent"
     tampered = E + "files changed after export"
@@ -584,6 +589,8 @@ def export_faults() -> list[Fault]:
         ("-inf in float_feature_extractor.pt", "float_feature_extractor.pt", "0.bias", -math.inf),
     ]:
         faults.append(Fault(nonfinite, variant, _weights(name, _set_value(name, key, value)), "NaN or infinite"))
+    for name in ("encoder.pt", "actions_head.pt", "float_feature_extractor.pt"):
+        faults.append(Fault(overflow, f"every weight of {name} 1e30", _weights(name, _every_weight(1e30)), name))
     for new in ("../encoder.pt", "sub/encoder.pt", "/tmp/tmpretrain-fault/encoder.pt", "..\\encoder.pt", "..", "."):
         faults.append(Fault(names, repr(new), _rename_listed(new), "is not a plain file name"))
     faults.append(Fault(names, "'encoder.pt\\x00'", _rename_listed("encoder.pt\0"), "is not a plain file name"))

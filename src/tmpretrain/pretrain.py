@@ -234,7 +234,7 @@ def _fit(
         )
     if params.trainer.compile:
         module.model = torch.compile(module.model)
-    resume = checkpoint.path if checkpoint is not None and checkpoint.path.is_file() else None
+    resume = checkpoint.resumable() if checkpoint is not None else None
     trainer.fit(module, datamodule=data, ckpt_path=resume)
     if logger.selected.epoch < 0:
         raise ParamsError(

@@ -487,6 +487,29 @@ class EpochCheckpoint(Checkpoint):
     def setup(self, trainer, pl_module, stage) -> None:
         self._trainer = trainer
 
+    def resumable(self) -> Path | None:
+        """The checkpoint to resume from, if any. One that does not load (cut short by a full disk or a copy, bytes
+        damaged) is set aside beside its folder, not deleted, with one warning: the run then starts over instead of
+        failing on every rerun until someone deletes .tmpretrain/checkpoints by hand."""
+        if not self.path.is_file():
+            return None
+        try:
+            state = torch.load(self.path, map_location="cpu", weights_only=True)
+            missing = sorted({"state_dict", "optimizer_states", "loops", "callbacks"} - set(state))
+            if missing:
+                raise ValueError(f"no {', '.join(missing)}")
+        except Exception as exc:  # torch.load raises many kinds: all mean "not resumable"
+            aside = self.directory.with_name(f"{self.directory.name}.damaged.ckpt")
+            os.replace(self.path, aside)
+            reason = (str(exc).splitlines() or [type(exc).__name__])[0][:200]
+            print(
+                f"warning: {self.path} cannot be resumed ({reason}); set aside as {aside}, starting from epoch 0",
+                file=sys.stderr,
+                flush=True,
+            )
+            return None
+        return self.path
+
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         partial = self.directory / (self.FILE + ".partial")
         trainer.save_checkpoint(partial)  # every rank takes part; rank 0 writes
