@@ -25,7 +25,7 @@ from .actions import MAIN_ACTIONS, N_ACTIONS, action_table
 from .cache import FrameStore
 from .cpu_math import kernel_summary
 from .datamodule import FrameDataModule
-from .errors import ParamsError, PretrainError
+from .errors import DataError, ParamsError, PretrainError
 from .export import (
     ACTIONS_HEAD_FILE,
     ENCODER_FILE,
@@ -373,6 +373,19 @@ def check_bc_params(params: BCParams, store: FrameStore, encoder_init_path: Path
         )
 
 
+def check_labels_exist(store: FrameStore, split: str, samples: Samples, offsets_ms: list[int]) -> None:
+    """A split whose every label is masked (frame clocks beside their action timelines, offsets past every replay's
+    end) is the data's fault, said here, not a Lightning error about devices or batches."""
+    if len(samples) == 0:
+        n_frames = int(store.replay_frame_count[store.replay_ids(split)].sum())
+        raise DataError(
+            store.path,
+            f"none of the {n_frames} {split} frames has a label at bc.time_offsets_ms {offsets_ms}: every label is "
+            "masked (at these offsets the frames lie outside their replays' action timelines); check the captures "
+            "or choose smaller offsets",
+        )
+
+
 def score_split(module: BCModule, data: FrameDataModule, samples: Samples) -> dict[str, float]:
     """The module's current weights on `samples` (e.g. the test tracks): the metrics of tmpretrain.metrics."""
     module.eval()
@@ -410,6 +423,8 @@ def run_bc(
     offsets = params.time_offsets_ms
     train = build_samples(store, "train", params.n_stack, offsets, params.target)
     val = build_samples(store, "val", params.n_stack, offsets, params.target)
+    for split, samples in (("train", train), ("val", val)):
+        check_labels_exist(store, split, samples, offsets)
     weights = inverse_frequency_weights(train.labels) if params.class_weighting == "inverse_frequency" else None
     data = FrameDataModule(
         store,
