@@ -108,7 +108,9 @@ def _results(args, extra) -> int:
 
 def _plots(args, extra) -> int:
     from .reports.dvcplots import dvc_plots_command, render_dvc_plots
+    from .reports.runs import WORKSPACE, check_outputs_cached
 
+    check_outputs_cached([rev for rev in args.revs if rev != WORKSPACE])
     if args.format == "html":
         Path(args.output).mkdir(parents=True, exist_ok=True)  # dvc creates only the last level
         return exps.run_command(dvc_plots_command(args.revs, args.output))
