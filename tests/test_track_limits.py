@@ -8,8 +8,8 @@ import math
 import gymnasium as gym
 import numpy as np
 import pytest
-from cheaters import CHEATERS, drive
 
+from cheaters import CHEATERS, drive
 from tmpretrain.actions import ACTION_NAMES
 from tmpretrain.params import EvalParams
 from tmpretrain.synthetic import car as carmod
