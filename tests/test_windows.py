@@ -9,7 +9,7 @@ from conftest import data_params, make_replay
 from tmpretrain.cache import FrameStore, build_cache
 from tmpretrain.errors import DataError
 from tmpretrain.params import parse_params
-from tmpretrain.pretrain import run_bc
+from tmpretrain.pretrain import check_labels_exist, run_bc
 from tmpretrain.windows import MASKED, build_samples, label_timing_report, nearest_entry_labels, timeline_labels
 
 
@@ -121,3 +121,20 @@ def test_a_run_without_a_single_label_says_so_naming_the_data(tmp_path):
         "choose smaller offsets"
     )
     assert not (tmp_path / "models").exists() and not (tmp_path / "reports").exists()
+
+
+def test_replays_without_a_label_at_the_offsets_are_named(tmp_path, capsys):
+    # Each track: a 6 s replay and a 1 s one; at +2 s every label of the short ones is past their timeline's end.
+    root = tmp_path / "replays"
+    for t in range(3):
+        make_replay(root / f"T{t}" / "long.replay", n_frames=60, fps=10, seed=t)
+        make_replay(root / f"T{t}" / "short.replay", n_frames=10, fps=10, seed=10 + t)
+    build_cache(data_params(tmp_path, root, image_height=36, image_width=36), progress=False)
+    store = FrameStore.open(tmp_path / "cache")
+    samples = build_samples(store, "train", 1, [2000])
+    check_labels_exist(store, "train", samples, [2000])
+    train_tracks = store.meta["split"]["train_tracks"]
+    assert capsys.readouterr().err == (
+        f"warning: {len(train_tracks)} train replays have no label at bc.time_offsets_ms [2000] (every one masked; "
+        f"shorter than the offsets?): {[f'{t}/short.replay' for t in train_tracks]!r}\n"
+    )

@@ -46,7 +46,7 @@ from .export import (
     write_meta,
     written_aside,
 )
-from .files import free_for_writing
+from .files import free_for_writing, shown
 from .metrics import epoch_metrics, offset_label
 from .models import VISION_TASK_METRICS, BCModel, VisionModel, denormalize, encoder_output_dim, normalize
 from .params import BCParams, VisParams, as_dict, set_nested
@@ -375,7 +375,17 @@ def check_bc_params(params: BCParams, store: FrameStore, encoder_init_path: Path
 
 def check_labels_exist(store: FrameStore, split: str, samples: Samples, offsets_ms: list[int]) -> None:
     """A split whose every label is masked (frame clocks beside their action timelines, offsets past every replay's
-    end) is the data's fault, said here, not a Lightning error about devices or batches."""
+    end) is the data's fault, said here, not a Lightning error about devices or batches; replays without a single
+    label are named in one warning line (they add nothing to the run)."""
+    unlabelled = sorted(set(store.replay_ids(split).tolist()) - set(np.unique(samples.replay).tolist()))
+    if unlabelled and len(samples):
+        names = [store.meta["replays"][rid]["replay"] for rid in unlabelled]
+        print(
+            f"warning: {len(names)} {split} replays have no label at bc.time_offsets_ms {offsets_ms} (every one "
+            f"masked; shorter than the offsets?): {shown(names)}",
+            file=sys.stderr,
+            flush=True,
+        )
     if len(samples) == 0:
         n_frames = int(store.replay_frame_count[store.replay_ids(split)].sum())
         raise DataError(
