@@ -281,6 +281,54 @@ def test_a_store_without_its_completion_marker_is_refused(tmp_path):
             FrameStore.open(tmp_path / "cache")
 
 
+def _truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def _drop_index_array(path: Path) -> None:
+    with np.load(path) as index:
+        arrays = {k: index[k] for k in index.files if k != "frame_action"}
+    np.savez(path, **arrays)
+
+
+def _shift_a_replay(path: Path) -> None:
+    with np.load(path) as index:
+        arrays = {k: index[k] for k in index.files}
+    arrays["replay_frame_start"][-1] += 1000  # past the end of frames.npy
+    np.savez(path, **arrays)
+
+
+@pytest.mark.parametrize(
+    ("name", "damage", "message"),
+    [
+        ("frames.npy", _truncate, "cannot be read as a frame store array (mmap length is greater than file size)"),
+        ("timelines.npy", _truncate, "cannot be read as a frame store array"),
+        ("index.npz", _truncate, "cannot be read (not an .npz archive: damaged or cut short)"),
+        ("index.npz", lambda p: p.write_bytes(b"not a zip"), "cannot be read (not an .npz archive: damaged or cut"),
+        ("index.npz", _drop_index_array, "has no array frame_action"),
+        ("index.npz", _shift_a_replay, "replay 5's frames lie outside frames.npy (72 entries)"),
+        ("cache_meta.json", lambda p: p.write_text('{"format_version": 1, "complete": true}'), "n_frames None"),
+    ],
+    ids=[
+        "frames-truncated",
+        "timelines-truncated",
+        "index-truncated",
+        "index-not-zip",
+        "index-array",
+        "index-range",
+        "meta-no-counts",
+    ],
+)
+def test_a_damaged_store_is_one_error_naming_the_file(tmp_path, name, damage, message):
+    root = make_tree(tmp_path / "replays")
+    build_cache(data_params(tmp_path, root), progress=False)
+    damage(tmp_path / "cache" / name)
+    with pytest.raises(DataError) as refused:
+        FrameStore.open(tmp_path / "cache")
+    assert str(refused.value).startswith(f"{tmp_path / 'cache' / name}: {message}"), refused.value
+    assert str(refused.value).endswith("rebuild it with `dvc repro ingest`")
+
+
 def test_frames_skipped_while_decoding_shrink_the_store_exactly(tmp_path):
     """Replays refused by a worker after the store file was sized: the header and length match what was kept."""
     root = make_tree(tmp_path / "replays")

@@ -241,6 +241,35 @@ def test_stray_params_are_reported(tmp_path):
     assert stray_params(["bc.lr=0.3", "bc.epochs=1"]) == []
 
 
+def test_an_override_validate_refuses_never_reaches_params_yaml(tmp_path, monkeypatch, capsys):
+    # `dvc exp run -S` writes its values into params.yaml before any stage runs, and checks out outputs (losing a
+    # folder a path param names): tmpretrain checks the values first, and DVC is never started.
+    shutil.copy(ROOT / "params.yaml", tmp_path / "params.yaml")
+    (tmp_path / "mynotes").mkdir()
+    (tmp_path / "mynotes" / "notes.txt").write_text("keep me")
+    (tmp_path / "presets.yaml").write_text("presets:\n  diverging:\n    set: [bc.lr=.inf]\n")
+    monkeypatch.chdir(tmp_path)
+    before = (tmp_path / "params.yaml").read_bytes()
+    for args, message in [
+        (
+            ["exp", "run", "-S", "bc.lr=.nan"],
+            "error: params.yaml: bc.lr: expected a finite number, got '.nan' (with -S bc.lr=.nan: nothing ran, "
+            "params.yaml is unchanged)",
+        ),
+        (
+            ["exp", "run", "-n", "x", "-S", "data.cache_dir=mynotes"],
+            "error: params.yaml: data.cache_dir: 'mynotes' is a folder ingest did not write",
+        ),
+        (["exp", "run", "--queue", "-S", "bc.lrr=1"], "error: -S bc.lrr=1: Could not override 'bc.lrr'."),
+        (["run", "diverging", "--allow-dirty"], "error: params.yaml: bc.lr: expected a finite number, got '.inf'"),
+    ]:
+        assert main(args) == 1, args
+        err = capsys.readouterr().err
+        assert err.startswith(message) and err.count("\n") == 1, err
+    assert (tmp_path / "params.yaml").read_bytes() == before
+    assert (tmp_path / "mynotes" / "notes.txt").read_text() == "keep me"
+
+
 # ------------------------------------------------------------------------------ throwaway DVC project
 
 PROJECT_FILES = ["src", "dvc.yaml", "params.yaml", "presets.yaml", ".dvcignore", "pyproject.toml", ".gitignore"]

@@ -206,6 +206,25 @@ def test_export_refuses_non_finite_weights(tmp_path):
     assert not (tmp_path / ENCODER_FILE).exists()
 
 
+def test_load_export_refuses_finite_weights_that_overflow(tmp_path):
+    out = tmp_path / "bc"
+    out.mkdir()
+    _export(out)
+    load_export(out)
+    state = torch.load(out / ACTIONS_HEAD_FILE, weights_only=True)
+    torch.save({k: torch.full_like(v, 1e30) for k, v in state.items()}, out / ACTIONS_HEAD_FILE)  # finite
+    meta = json.loads((out / META_FILE).read_text())
+    size = (out / ACTIONS_HEAD_FILE).stat().st_size  # recorded: only the probe can tell
+    meta["files"][ACTIONS_HEAD_FILE] = {"sha256": sha256_file(out / ACTIONS_HEAD_FILE), "bytes": size}
+    (out / META_FILE).write_text(json.dumps(meta))
+    with pytest.raises(ExportError) as refused:
+        load_export(out)
+    assert str(refused.value) == (
+        f"{out / ACTIONS_HEAD_FILE}: a probe frame gives non-finite outputs (largest weight 1e+30): the weights "
+        "overflow; export again from a run that did not diverge"
+    )
+
+
 def test_a_new_export_replaces_the_old_one_only_when_complete(tmp_path):
     out = tmp_path / "models" / "bc"
     out.mkdir(parents=True)

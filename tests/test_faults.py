@@ -9,7 +9,15 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from tmpretrain.faults import export_faults, export_write_faults, params_faults
+from tmpretrain.faults import (
+    CHECKPOINT,
+    HANDLED,
+    export_faults,
+    export_write_faults,
+    input_faults,
+    params_faults,
+    run_input_faults,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 ROW = re.compile(
@@ -45,7 +53,7 @@ def test_the_table_in_the_docs_is_the_corpus():
     """Variant counts cannot drift from the corpus (a new params key adds variants): regenerate the table with
     `python -m tmpretrain.faults --update docs/reliability.md`."""
     docs = _rows((REPO / "docs/reliability.md").read_text(encoding="utf-8"))
-    counts = Counter(f.fault_class for f in params_faults() + export_faults())
+    counts = Counter(f.fault_class for f in params_faults() + export_faults() + input_faults())
     counts.update(f.fault_class for f, _ in export_write_faults())
     try:
         from tmpretrain.capture_faults import hostile_replays
@@ -56,3 +64,11 @@ def test_the_table_in_the_docs_is_the_corpus():
     assert {cls: int(row["n"]) for cls, row in docs.items()} == dict(counts)
     for cls, row in docs.items():
         assert (row["tb"], row["wrong"], row["lost"]) == ("0", "0", "0"), cls
+
+
+def test_damaged_stores_and_checkpoints_and_refused_overrides_are_answered(tmp_path):
+    rows = run_input_faults(tmp_path)
+    assert len(rows) == len(input_faults())
+    bad = [r for r in rows if r["traceback"] or r["wrong_result"] or r["outputs_lost"]]
+    assert not bad, "\n".join(f"{r['fault_class']} / {r['variant']}: {r['outcome']}: {r['detail']}" for r in bad)
+    assert {r["outcome"] for r in rows if r["fault_class"] == CHECKPOINT} == {HANDLED}

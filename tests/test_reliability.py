@@ -163,14 +163,14 @@ def test_killed_run_keeps_the_previous_export_and_its_rerun_equals_an_uninterrup
     shutil.copytree(reference / "reports/vis", root / "reports/vis")
     # An earlier, complete result in place (here: the reference's): a new export replaces it only once complete.
     shutil.copytree(reference / "models/bc", root / "models/bc")
+    shutil.copytree(reference / "reports/bc", root / "reports/bc")
     seen = _kill_mid_epoch(root)
     assert "exported" not in seen
     assert _tree(root / "models/bc") == _tree(reference / "models/bc")  # untouched, byte for byte
     load_export(root / "models/bc")
     assert sorted(p.name for p in (root / "models").iterdir()) == ["bc", "vis"]  # no half-written export aside
-    assert (root / "reports/bc/metrics.json").is_file()  # the killed run's epoch-0 metrics: stale now
-    killed_metrics = json.loads((root / "reports/bc/metrics.json").read_text())
-    assert killed_metrics["step"] == 0
+    # Its reports too: never the previous export beside the killed run's epoch-0 metrics.
+    assert _tree(root / "reports/bc") == _tree(reference / "reports/bc")
 
     stale = [root / "models/bc/stale_epoch.pt", root / "reports/bc/plots/metrics/val/stale.tsv"]
     for p in stale:

@@ -24,6 +24,7 @@ from tmpretrain.cache import FrameStore, build_cache
 from tmpretrain.metrics import majority_baseline
 from tmpretrain.reports import (
     WORKSPACE,
+    ReportError,
     best_epoch,
     checkpoint_table,
     compute_baselines,
@@ -314,3 +315,23 @@ def test_dvc_plots_and_report_draw_without_network(tmp_path, workspace):
     # A blank page (vega or plotly not loaded) has no coloured pixels; drawn curves have thousands.
     assert _drawn_pixels(tmp_path / "plots.png") > 2000
     assert _drawn_pixels(tmp_path / "report.png") > 2000
+
+
+def test_a_revision_whose_outputs_are_not_in_the_cache_is_one_line_naming_them(workspace, capsys):
+    # A fresh clone: the commit's dvc.lock names the curves, but nobody ran `dvc pull` (was: a 70-line traceback).
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run(["git", "init", "-q"], cwd=workspace, check=True)
+    subprocess.run(["dvc", "init", "-q"], cwd=workspace, check=True, env=_dvc_env())
+    stage = {"cmd": "true", "outs": ["reports/bc/plots/metrics"]}
+    (workspace / "dvc.yaml").write_text(yaml.safe_dump({"stages": {"pretrain_bc": stage}}), encoding="utf-8")
+    subprocess.run(["dvc", "commit", "-f", "-q", "pretrain_bc"], cwd=workspace, check=True, env=_dvc_env())
+    subprocess.run([*git, "add", "-A"], cwd=workspace, check=True)
+    subprocess.run([*git, "commit", "-qm", "a run"], cwd=workspace, check=True)
+    load_run("HEAD", workspace, baselines=False)  # in the cache: read as usual
+    shutil.rmtree(workspace / ".dvc/cache")
+    with pytest.raises(ReportError) as refused:
+        load_run("HEAD", workspace, baselines=False)
+    assert str(refused.value) == (
+        "HEAD: reports/bc/plots/metrics not in this clone's DVC cache; get it with `dvc pull` with HEAD checked out, "
+        "or `dvc fetch --all-commits`"
+    )

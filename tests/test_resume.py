@@ -15,8 +15,9 @@ import pytest
 
 from test_logs import stage_command, stage_env, tiny_project
 from test_reliability import STAGE_TIMEOUT, cache  # noqa: F401  (cache: the stage tests' module-scoped store)
+from tmpretrain.cache import FrameStore
 from tmpretrain.params import parse_params
-from tmpretrain.pretrain import run_bc
+from tmpretrain.pretrain import checkpoint_key, run_bc
 
 # Early stopping ends the run after epoch 1 (epoch 0 sets the reference, nothing improves by 10), and the selected
 # epoch is epoch 0: a resumed run gets both right only from the restored EarlyStopping and selected weights.
@@ -53,20 +54,33 @@ def _run(root: Path, stage: str) -> str:
     return run.stdout
 
 
+def _default_signals() -> None:
+    # A test started from a background script inherits SIGINT ignored, and a stage keeps an ignored SIGINT ignored
+    # (as any program started with `&`): the child takes the default disposition, as in a terminal.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _interrupt_after_first_epoch(root: Path, stage: str, sig: signal.Signals) -> str:
     """Start the stage and send `sig` as soon as its first epoch's checkpoint is on disk (mid-epoch 1)."""
     checkpoint = root / ".tmpretrain/checkpoints" / stage / "last.ckpt"
     proc = subprocess.Popen(
-        stage_command(stage), cwd=root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=stage_env()
+        stage_command(stage),
+        cwd=root,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=stage_env(),
+        preexec_fn=_default_signals,
     )
     deadline = time.monotonic() + STAGE_TIMEOUT
     while not checkpoint.exists() and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.01)
     proc.send_signal(sig)
-    out, _ = proc.communicate(timeout=STAGE_TIMEOUT)
-    assert proc.returncode == (1 if sig == signal.SIGINT else -sig), out[-3000:]
+    out, err = proc.communicate(timeout=STAGE_TIMEOUT)
+    expected = 128 + sig if sig != signal.SIGKILL else -sig
+    assert proc.returncode == expected, out[-3000:] + err[-3000:]
     assert "exported" not in out, "the run finished before it was interrupted"
-    return out
+    return err
 
 
 @pytest.mark.parametrize(
@@ -79,9 +93,12 @@ def test_an_interrupted_run_resumes_and_exports_what_an_uninterrupted_run_does(c
     _run(reference, stage)
 
     root = tiny_project(tmp_path / "interrupted", cache, **groups)
-    out = _interrupt_after_first_epoch(root, stage, sig)
+    err = _interrupt_after_first_epoch(root, stage, sig)
     if sig == signal.SIGINT:
-        assert "interrupted: epochs 0-0 are saved in .tmpretrain/checkpoints/pretrain_bc; run the stage again" in out
+        assert err == (
+            "pretrain_bc: interrupted by SIGINT; the previous outputs are kept, epochs 0-0 are saved in "
+            ".tmpretrain/checkpoints/pretrain_bc: run the stage again with the same params to resume\n"
+        )
     for d in OUTPUTS[stage]:  # DVC deletes a stage's outputs before it runs it again
         shutil.rmtree(root / d, ignore_errors=True)
 
@@ -92,6 +109,20 @@ def test_an_interrupted_run_resumes_and_exports_what_an_uninterrupted_run_does(c
         assert "  actions_head.pt: the A_head of offset 0ms (head 0 of 0ms, +100ms), input img_head" in out
     assert _files(root, stage) == _files(reference, stage)
     assert not (root / ".tmpretrain/checkpoints" / stage).exists()  # removed once the export is written
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_an_interrupted_run_keeps_the_previous_export_beside_its_own_reports(cache, tmp_path, sig):  # noqa: F811
+    # A finished run, then a run with other params interrupted after its first epoch: one line, the signal's exit
+    # status, and models/ and reports/ byte for byte the finished run's (not its export beside new metrics).
+    root = tiny_project(tmp_path / "project", cache, bc=BC)
+    _run(root, "pretrain_bc")
+    before = _files(root, "pretrain_bc")
+    tiny_project(root, cache, bc={**BC, "seed": 7})
+    err = _interrupt_after_first_epoch(root, "pretrain_bc", sig)
+    assert err.startswith(f"pretrain_bc: interrupted by {sig.name}; the previous outputs are kept, epochs 0-0 ")
+    assert err.count("\n") == 1, err
+    assert _files(root, "pretrain_bc") == before
 
 
 def test_a_checkpoint_of_other_params_is_not_resumed(cache, tmp_path, capsys):  # noqa: F811
@@ -108,3 +139,22 @@ def test_a_checkpoint_of_other_params_is_not_resumed(cache, tmp_path, capsys):  
     assert "holds an interrupted run with other params, data or code; starting afresh" in out
     assert "resuming" not in out
     assert not directory.exists()
+
+
+def test_a_damaged_checkpoint_is_set_aside_and_the_run_starts_over(cache, tmp_path, capsys):  # noqa: F811
+    # A checkpoint of this very run, cut short (a full disk, a copy that stopped): resuming it failed on every
+    # rerun until someone deleted .tmpretrain/checkpoints by hand.
+    params = parse_params({"bc": {**BC, "early_stopping": {"enabled": False}, "epochs": 2}}).bc
+    directory = tmp_path / "checkpoints" / "pretrain_bc"
+    directory.mkdir(parents=True)
+    (directory / "key").write_text(checkpoint_key(params, FrameStore.open(cache)))
+    damaged = b"PK\x03\x04 the first bytes of a zip archive, then nothing"
+    (directory / "last.ckpt").write_bytes(damaged)
+    result = run_bc(params, cache, tmp_path / "models", tmp_path / "reports", checkpoint_dir=directory)
+    assert len(result["history"]) == 2  # from epoch 0
+    err = capsys.readouterr().err
+    aside = directory.with_name("pretrain_bc.damaged.ckpt")
+    warnings = [line for line in err.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1 and warnings[0].startswith(f"warning: {directory / 'last.ckpt'} cannot be resumed (")
+    assert warnings[0].endswith(f"); set aside as {aside}, starting from epoch 0")
+    assert aside.read_bytes() == damaged  # renamed, not deleted

@@ -7,6 +7,9 @@ import pytest
 
 from conftest import data_params, make_replay
 from tmpretrain.cache import FrameStore, build_cache
+from tmpretrain.errors import DataError
+from tmpretrain.params import parse_params
+from tmpretrain.pretrain import check_labels_exist, run_bc
 from tmpretrain.windows import MASKED, build_samples, label_timing_report, nearest_entry_labels, timeline_labels
 
 
@@ -99,3 +102,39 @@ def test_nearest_entry_labels():
     assert nearest_entry_labels(actions, times, 40).tolist() == [5, 6, MASKED]
     assert nearest_entry_labels(actions, times, 60).tolist() == [6, 7, MASKED]
     assert nearest_entry_labels(actions, times, -10).tolist() == [MASKED, 6, 7]
+
+
+def test_a_run_without_a_single_label_says_so_naming_the_data(tmp_path):
+    # 1 s replays and a +5 s offset: every label is past the end of its timeline (was: an error about
+    # trainer.devices from deep inside Lightning).
+    root = tmp_path / "replays"
+    for t in range(3):
+        make_replay(root / f"T{t}" / "r.replay", n_frames=10, fps=10, seed=t)
+    build_cache(data_params(tmp_path, root, image_height=36, image_width=36), progress=False)
+    bc = {"encoder_init": "none", "time_offsets_ms": [5000], "export_offset_ms": 5000, "offset_weights": [1.0]}
+    params = parse_params({"bc": {**bc, "epochs": 1, "trainer": {"accelerator": "cpu"}}}).bc
+    with pytest.raises(DataError) as refused:
+        run_bc(params, tmp_path / "cache", tmp_path / "models", tmp_path / "reports")
+    assert str(refused.value) == (
+        f"{tmp_path / 'cache'}: none of the 20 train frames has a label at bc.time_offsets_ms [5000]: every label is "
+        "masked (at these offsets the frames lie outside their replays' action timelines); check the captures or "
+        "choose smaller offsets"
+    )
+    assert not (tmp_path / "models").exists() and not (tmp_path / "reports").exists()
+
+
+def test_replays_without_a_label_at_the_offsets_are_named(tmp_path, capsys):
+    # Each track: a 6 s replay and a 1 s one; at +2 s every label of the short ones is past their timeline's end.
+    root = tmp_path / "replays"
+    for t in range(3):
+        make_replay(root / f"T{t}" / "long.replay", n_frames=60, fps=10, seed=t)
+        make_replay(root / f"T{t}" / "short.replay", n_frames=10, fps=10, seed=10 + t)
+    build_cache(data_params(tmp_path, root, image_height=36, image_width=36), progress=False)
+    store = FrameStore.open(tmp_path / "cache")
+    samples = build_samples(store, "train", 1, [2000])
+    check_labels_exist(store, "train", samples, [2000])
+    train_tracks = store.meta["split"]["train_tracks"]
+    assert capsys.readouterr().err == (
+        f"warning: {len(train_tracks)} train replays have no label at bc.time_offsets_ms [2000] (every one masked; "
+        f"shorter than the offsets?): {[f'{t}/short.replay' for t in train_tracks]!r}\n"
+    )

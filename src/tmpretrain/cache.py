@@ -26,6 +26,7 @@ import multiprocessing.connection
 import os
 import shutil
 import threading
+import zipfile
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -472,6 +473,57 @@ def _write_json(path: Path, obj) -> None:
 
 # ------------------------------------------------------------------------------------------ reading
 
+_REBUILD = "rebuild it with `dvc repro ingest`"
+_FRAME_ARRAYS = ("frame_replay", "frame_time_ms", "frame_action")
+_REPLAY_ARRAYS = tuple(
+    f"replay_{k}" for k in ("split", "frame_start", "frame_count", "timeline_start", "timeline_len", "step_ms")
+)
+
+
+def _load_array(path: Path, **kwargs) -> np.ndarray:
+    """One .npy of the store: a damaged, truncated or missing file is a DataError naming it (np.load raises
+    ValueError, EOFError or OSError, depending on where the file ends)."""
+    try:
+        return np.load(path, allow_pickle=False, **kwargs)
+    except (OSError, ValueError, EOFError) as exc:
+        raise DataError(path, f"cannot be read as a frame store array ({exc}); {_REBUILD}") from None
+
+
+def _load_index(path: Path, n_frames: int, n_replays: int) -> dict[str, np.ndarray]:
+    """index.npz: every array the store needs, one entry per frame or per replay."""
+    try:
+        with np.load(path, allow_pickle=False) as index:
+            missing = [name for name in (*_FRAME_ARRAYS, *_REPLAY_ARRAYS) if name not in index.files]
+            arrays = {name: index[name] for name in (*_FRAME_ARRAYS, *_REPLAY_ARRAYS) if name not in missing}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        # np.load takes what is not a zip archive (a cut-short one included) for a pickle, and says so
+        reason = exc if not path.is_file() or zipfile.is_zipfile(path) else "not an .npz archive: damaged or cut short"
+        raise DataError(path, f"cannot be read ({reason}); {_REBUILD}") from None
+    if missing:
+        raise DataError(path, f"has no array {', '.join(missing)}; {_REBUILD}")
+    for names, n, what in ((_FRAME_ARRAYS, n_frames, "frames"), (_REPLAY_ARRAYS, n_replays, "replays")):
+        for name in names:
+            if arrays[name].shape != (n,):
+                raise DataError(
+                    path, f"{name} has shape {arrays[name].shape}, not one entry per {n} {what}; {_REBUILD}"
+                )
+    return arrays
+
+
+def _check_ranges(cache_dir: Path, arrays: dict[str, np.ndarray], n_frames: int, n_steps: int) -> None:
+    """Each replay's frames and timeline lie inside the store (else: wrong frames, or an IndexError mid-epoch)."""
+    for kind, length, total, file in (
+        ("frame", "count", n_frames, "frames.npy"),
+        ("timeline", "len", n_steps, "timelines.npy"),
+    ):
+        start, count = arrays[f"replay_{kind}_start"], arrays[f"replay_{kind}_{length}"]
+        outside = np.flatnonzero((start < 0) | (count < 0) | (start + count > total))
+        if len(outside):
+            raise DataError(
+                cache_dir / "index.npz",
+                f"replay {outside[0]}'s {kind}s lie outside {file} ({total} entries); {_REBUILD}",
+            )
+
 
 @dataclass
 class FrameStore:
@@ -503,29 +555,31 @@ class FrameStore:
                 cache_dir, "no complete replay cache here (cache_meta.json missing); run `dvc repro ingest`"
             ) from None
         except (OSError, ValueError) as exc:
-            raise DataError(meta_path, f"cannot be read ({exc}); rebuild it with `dvc repro ingest`") from None
+            raise DataError(meta_path, f"cannot be read ({exc}); {_REBUILD}") from None
         version = meta.get("format_version") if isinstance(meta, dict) else None
         if version != FORMAT_VERSION or not meta.get("complete"):
             raise DataError(
                 meta_path, f"cache format {_show(version)} is not {FORMAT_VERSION}; rebuild it with `dvc repro ingest`"
             )
-        frames = np.load(cache_dir / "frames.npy", mmap_mode=None if in_memory else "r")
-        if len(frames) != meta["n_frames"]:
+        n_frames, n_replays = meta.get("n_frames"), meta.get("n_replays")
+        if not all(type(n) is int and n >= 0 for n in (n_frames, n_replays)):
+            raise DataError(meta_path, f"n_frames {_show(n_frames)}, n_replays {_show(n_replays)}: {_REBUILD}")
+        frames = _load_array(cache_dir / "frames.npy", mmap_mode=None if in_memory else "r")
+        if frames.ndim != 3 or len(frames) != n_frames:
             raise DataError(
                 cache_dir / "frames.npy",
-                f"holds {len(frames)} frames, cache_meta.json says {meta['n_frames']}; rebuild with `dvc repro ingest`",
+                f"holds frames of shape {frames.shape}, cache_meta.json says {n_frames} frames; {_REBUILD}",
             )
-        with np.load(cache_dir / "index.npz") as index:
-            arrays = {k: index[k] for k in index.files}
+        arrays = _load_index(cache_dir / "index.npz", n_frames, n_replays)
+        timelines = _load_array(cache_dir / "timelines.npy")
+        _check_ranges(cache_dir, arrays, n_frames, len(timelines))
         floats_path = cache_dir / "floats.npy"
-        return cls(
-            path=cache_dir,
-            meta=meta,
-            frames=frames,
-            timelines=np.load(cache_dir / "timelines.npy"),
-            floats=np.load(floats_path, mmap_mode="r") if floats_path.is_file() else None,
-            **arrays,
-        )
+        floats = _load_array(floats_path, mmap_mode="r") if floats_path.is_file() else None
+        if floats is not None and len(floats) != n_frames:
+            raise DataError(
+                floats_path, f"holds {len(floats)} rows, cache_meta.json says {n_frames} frames; {_REBUILD}"
+            )
+        return cls(path=cache_dir, meta=meta, frames=frames, timelines=timelines, floats=floats, **arrays)
 
     @property
     def image_hw(self) -> tuple[int, int]:

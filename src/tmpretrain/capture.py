@@ -287,7 +287,7 @@ def read_replay(replay_dir: Path) -> Replay:
         raise DataError(
             metadata_path, f"step_ms is {_show(metadata['step_ms'])}; expected a whole number of ms, 1..{MAX_STEP_MS}"
         )
-    _optional_number(metadata, "fps", metadata_path, 0, MAX_FPS, integer=False)  # recorded in the replay table
+    fps = _optional_number(metadata, "fps", metadata_path, 0, MAX_FPS, integer=False)  # in the replay table
     width = _optional_number(metadata, "width", metadata_path, 1, MAX_FRAME_SIDE, integer=True)
     height = _optional_number(metadata, "height", metadata_path, 1, MAX_FRAME_SIDE, integer=True)
 
@@ -330,13 +330,16 @@ def read_replay(replay_dir: Path) -> Replay:
 
     if meta is not None:
         _check_meta(meta, manifest_path)
+    frame_times = np.asarray(times, dtype=np.int64)
+    _check_frame_spacing(frame_times, fps, metadata_path)
+    _check_frames_on_the_timeline(frame_times, timeline, step_ms, manifest_path)
 
     return Replay(
         track_id=replay_dir.parent.name,
         replay_name=replay_dir.name,
         path=replay_dir,
         frame_files=files,
-        frame_times_ms=np.asarray(times, dtype=np.int64),
+        frame_times_ms=frame_times,
         frame_actions=np.asarray(actions, dtype=np.int16),
         timeline=timeline,
         step_ms=step_ms,
@@ -345,6 +348,38 @@ def read_replay(replay_dir: Path) -> Replay:
         metadata=metadata,
         meta=meta,
     )
+
+
+# The frames' median spacing may differ this much from 1000 / fps (whole-ms time stamps, a dropped frame or two):
+# more, and fps or the time stamps are wrong, and with them every label's timing.
+SPACING_TOLERANCE = 0.25
+
+
+def _check_frame_spacing(times_ms: np.ndarray, fps: float | None, metadata_path: Path) -> None:
+    if fps is None or len(times_ms) < 2:
+        return
+    expected, spacing = 1000.0 / fps, float(np.median(np.diff(times_ms)))
+    if abs(spacing - expected) > SPACING_TOLERANCE * expected:
+        raise DataError(
+            metadata_path,
+            f"fps is {fps:g} (a frame every {expected:.1f} ms) but the frames of manifest.json are {spacing:g} ms "
+            "apart (median): one of them is wrong, and with it the timing of every label",
+        )
+
+
+def _check_frames_on_the_timeline(times_ms: np.ndarray, timeline, step_ms: int, manifest_path: Path) -> None:
+    """Most frames lie within the action timeline (0 .. len * step_ms): a frame clock offset from it (another
+    origin, seconds for ms) leaves labels masked (or wrong) without a word."""
+    if timeline is None:
+        return
+    span_ms = len(timeline) * step_ms
+    inside = int((times_ms < span_ms).sum())
+    if 2 * inside < len(times_ms):
+        raise DataError(
+            manifest_path,
+            f"the frame clock does not match the action timeline: {inside} of {len(times_ms)} frames lie within its "
+            f"0-{span_ms} ms (frames at {times_ms[0]}-{times_ms[-1]} ms); their labels would be masked",
+        )
 
 
 def _check_meta(meta, manifest_path: Path) -> None:

@@ -36,7 +36,7 @@ PLANTED = "track01/pos0_bench_1000ms.replay"  # where run_ingest_faults plants e
 
 @dataclass(frozen=True)
 class FaultCase:
-    fault_class: str  # path containment | numbers | decode | json | types | layout
+    fault_class: str  # path containment | numbers | decode | json | types | layout | labels
     variant: str
     plant: Callable[[Path], Path | None]  # valid replay dir -> the path the answer must name (None: nothing to report)
     keeps_replay: bool = False  # the planted replay itself is still stored (the refused thing is a link to it)
@@ -282,6 +282,15 @@ def _frame_name(r: Path, k: int = 3) -> str:
     return _frames(r)[k].name
 
 
+def _shift_clock(ms: int) -> Callable[[Path], Path]:
+    """Every frame's time_ms moved by `ms`, the action timeline left where it was."""
+    return manifest(lambda m: [e.__setitem__("time_ms", e["time_ms"] + ms) for e in m["entries"]])
+
+
+def _cut_timeline(fraction: int) -> Callable[[object], None]:
+    return lambda m: m.__setitem__("actions", m["actions"][: len(m["actions"]) // fraction])
+
+
 def hostile_replays() -> list[FaultCase]:
     """Every case of the corpus, each planted into a valid replay (see the module docstring)."""
     other = _other_replay
@@ -429,6 +438,11 @@ def hostile_replays() -> list[FaultCase]:
         FaultCase("layout", "manifest with entries but no frame files", _no_frames),
         FaultCase("layout", "manifest with no entries", manifest(lambda m: m.__setitem__("entries", []))),
         FaultCase("layout", "empty track directory", _empty_track, True),
+        # labels: frames and actions that do not line up would train on wrong labels, or on none, without a word
+        FaultCase("labels", "fps 25 for frames 100 ms apart", metadata("fps", 25)),
+        FaultCase("labels", "fps 4 for frames 100 ms apart", metadata("fps", 4)),
+        FaultCase("labels", "frame clock 10 min after the action timeline (every label masked)", _shift_clock(600_000)),
+        FaultCase("labels", "action timeline covering a fifth of the frames", manifest(_cut_timeline(5))),
     ]
 
 

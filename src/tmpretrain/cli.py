@@ -3,6 +3,7 @@
     tmpretrain list                             the presets (presets.yaml) and their families
     tmpretrain show NAME...                     the exact `dvc exp run` command of presets
     tmpretrain run NAME... [-S k=v ...]         run presets now as named DVC experiments (extra args go to dvc)
+    tmpretrain exp run [-S k=v ...] [ARGS]      `dvc exp run ARGS`, its -S values checked before DVC writes them
     tmpretrain queue NAME|FAMILY|all            queue them (then: dvc queue start)
     tmpretrain table [NAME...] [--csv|--md]     one row per experiment: params that differ, headline metrics
     tmpretrain plots [REV...]                   `dvc plots diff` as HTML that draws offline (--format svg|png)
@@ -59,6 +60,10 @@ def _run_or_queue(args, extra) -> int:
     return exps.run_presets(_presets(args), args.names, args.command == "queue", extra, args.dry_run, args.allow_dirty)
 
 
+def _exp(args, extra) -> int:
+    return exps.exp_run(args.dvc_args)
+
+
 def _names(args, targets: list[str]) -> list[str]:
     """Families expanded through presets.yaml where there is one (experiment names pass through)."""
     return exps.family_members(_presets(args), targets) if Path(args.presets).is_file() else list(targets)
@@ -108,7 +113,9 @@ def _results(args, extra) -> int:
 
 def _plots(args, extra) -> int:
     from .reports.dvcplots import dvc_plots_command, render_dvc_plots
+    from .reports.runs import WORKSPACE, check_outputs_cached
 
+    check_outputs_cached([rev for rev in args.revs if rev != WORKSPACE])
     if args.format == "html":
         Path(args.output).mkdir(parents=True, exist_ok=True)  # dvc creates only the last level
         return exps.run_command(dvc_plots_command(args.revs, args.output))
@@ -236,6 +243,17 @@ def _add_run_or_queue(name: str, help_text: str):
     return add
 
 
+def _add_exp(sub):
+    p = sub.add_parser(
+        "exp",
+        help="dvc exp run with its -S values checked first (a refused value never reaches params.yaml)",
+        add_help=False,
+    )
+    p.add_argument("action", choices=["run"])
+    p.add_argument("dvc_args", nargs=argparse.REMAINDER, help="dvc exp run's arguments")
+    return p
+
+
 def _add_table(sub):
     p = sub.add_parser(
         "table", help="one row per experiment: the params that differ and the headline metrics (dvc exp show)"
@@ -305,6 +323,7 @@ COMMANDS: dict[str, tuple[Callable, Callable]] = {
     "show": (_add_show, _show),
     "run": (_add_run_or_queue("run", "run presets now, one after the other"), _run_or_queue),
     "queue": (_add_run_or_queue("queue", "queue presets"), _run_or_queue),
+    "exp": (_add_exp, _exp),
     "table": (_add_table, _table),
     "plots": (_add_plots, _plots),
     "report": (_add_report, _report),

@@ -26,7 +26,16 @@ from torch import nn
 from .actions import N_ACTIONS, action_table
 from .errors import ExportError
 from .files import NotReadable, read_capped
-from .models import FLOAT_FEATURE_DIM, FLOAT_INPUT_DIM, encoder_output_dim
+from .models import (
+    FLOAT_FEATURE_DIM,
+    FLOAT_INPUT_DIM,
+    LEAKY_SLOPE,
+    ActionHead,
+    build_encoder,
+    build_float_feature_extractor,
+    encoder_output_dim,
+    normalize,
+)
 from .params import AGENT_DENSE_HIDDEN
 
 __all__ = [
@@ -55,6 +64,7 @@ __all__ = [
     "sha256_file",
     "strip_prefixes",
     "write_meta",
+    "written_aside",
 ]
 
 ENCODER_FILE = "encoder.pt"
@@ -422,31 +432,80 @@ def load_export(out_dir) -> tuple[dict, dict[str, dict[str, torch.Tensor]]]:
             expected = actions_head_shapes(input_dim)
         _check(str(path), state, expected)
         states[name] = state
+    _probe_forward(out_dir, meta, states)
     return meta, states
+
+
+def _probe_forward(out_dir: Path, meta: dict, states: dict[str, dict[str, torch.Tensor]]) -> None:
+    """Every exported part, in the order the policy runs them, on a probe at the edge of the input range (white
+    frames, floats of 1) must give finite outputs: weights of 1e30 are finite and pass every other check, yet
+    overflow to inf in the first layers that sum them (and crash evaluation). An ExportError names the part."""
+    height, width = meta["image_size"]
+    n_stack = meta.get("n_stack", 1)
+    frames = normalize(torch.full((n_stack, 1, height, width), 255.0), meta["image_normalization"])
+    with torch.no_grad():
+        x = _probe(out_dir, ENCODER_FILE, build_encoder(), states, frames).reshape(1, -1)
+        if STACK_FUSION_FILE in states:
+            feature_dim = x.shape[1] // n_stack
+            fusion = nn.Sequential(nn.Linear(x.shape[1], feature_dim), nn.LeakyReLU(LEAKY_SLOPE))
+            x = _probe(out_dir, STACK_FUSION_FILE, fusion, states, x)
+        if FLOAT_FEATURES_FILE in states:
+            floats = torch.ones(1, FLOAT_INPUT_DIM)
+            x = torch.cat([x, _probe(out_dir, FLOAT_FEATURES_FILE, build_float_feature_extractor(), states, floats)], 1)
+        elif ACTIONS_HEAD_FILE in states:  # the agent's A_head always takes the 256 float slots (zeros here)
+            x = torch.cat([x, x.new_zeros(1, FLOAT_FEATURE_DIM)], 1)
+        if ACTIONS_HEAD_FILE in states:
+            hidden = 2 * states[ACTIONS_HEAD_FILE]["0.weight"].shape[0]
+            _probe(out_dir, ACTIONS_HEAD_FILE, ActionHead(x.shape[1], hidden), states, x)
+        if LINEAR_HEAD_FILE in states:
+            _probe(out_dir, LINEAR_HEAD_FILE, nn.Linear(x.shape[1], N_ACTIONS), states, x)
+
+
+def _probe(out_dir: Path, name: str, module: nn.Module, states: dict, x: torch.Tensor) -> torch.Tensor:
+    module.load_state_dict(states[name], strict=True)
+    out = module.eval()(x)
+    if not torch.isfinite(out).all():
+        largest = max(float(t.abs().max()) for t in states[name].values())
+        raise ExportError(
+            f"{out_dir / name}: a probe frame gives non-finite outputs (largest weight {largest:.3g}): the weights "
+            "overflow; export again from a run that did not diverge"
+        )
+    return out
 
 
 # ------------------------------------------------------------------------------------------- replacing
 
 
+def written_aside(folder) -> Path:
+    """Where a new version of `folder` is written before it takes its place: a hidden sibling."""
+    folder = Path(folder)
+    return folder.with_name(f".{folder.name}.partial")
+
+
 @contextmanager
-def replace_when_complete(out_dir) -> Iterator[Path]:
+def replace_when_complete(out_dir, *together) -> Iterator[Path]:
     """Write a new export into the yielded sibling directory; on success it is verified with `load_export` and
     takes the place of `out_dir`. On an exception (or a kill) `out_dir` keeps the previous export untouched.
+
+    `together`: folders of the same run already written aside (`written_aside(folder)`: the run's reports), put in
+    place right after the export, or removed with it on failure: the export and its reports are always one run's.
 
         with replace_when_complete("models/bc") as staging:
             export_encoder(encoder, staging / ENCODER_FILE)
             write_meta(staging, meta)
     """
     out_dir = Path(out_dir)
-    staging = out_dir.with_name(f".{out_dir.name}.partial")
+    staging = written_aside(out_dir)
     shutil.rmtree(staging, ignore_errors=True)  # left by a killed run
     staging.mkdir(parents=True)
     try:
         yield staging
         load_export(staging)  # what we wrote must pass the same verification a consumer runs
-        _swap_in(staging, out_dir)
+        for new, folder in [(staging, out_dir), *((written_aside(f), Path(f)) for f in together)]:
+            _swap_in(new, folder)
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        for leftover in [staging, *map(written_aside, together)]:
+            shutil.rmtree(leftover, ignore_errors=True)
 
 
 def _swap_in(staging: Path, out_dir: Path) -> None:

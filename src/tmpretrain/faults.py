@@ -1,6 +1,6 @@
 """The fault record: run the fault corpus and print the table of docs/reliability.md.
 
-    python -m tmpretrain.faults                          # every group: params, exports, ingest
+    python -m tmpretrain.faults                          # every group: params, exports, inputs, ingest
     python -m tmpretrain.faults --groups params exports  # a subset (the tests run this one)
     python -m tmpretrain.faults --sample 2               # at most 2 variants per fault class
     python -m tmpretrain.faults --update docs/reliability.md   # rewrite the table there (only when all is clean)
@@ -16,6 +16,10 @@ Each variant is one hostile input, run the way a user meets it, and judged:
   ExportError line; outputs lost: the directory changed by being read. Writing faults (an exception, a refusal or
   a kill while `replace_when_complete` writes a new export over an older one): outputs lost: the older export
   is not there byte for byte afterwards.
+- inputs: a frame store with one file damaged, opened as the training stages open it (a clear error names the
+  file); a damaged resume checkpoint met by the resume logic (handled: set aside byte for byte with one warning,
+  nothing resumed); `-S` overrides `validate` refuses, passed to `tmpretrain exp run` (a clear error before DVC
+  starts; outputs lost: params.yaml or a user's folder changed).
 - ingest: `tmpretrain.capture_faults.run_ingest_faults` (hostile replays in a real capture tree, data.workers 2).
 
 A traceback is any other exception; a wrong result is a bad input accepted, or an answer about another key/file.
@@ -493,11 +497,16 @@ def _set_value(name: str, key: str, value: float) -> Callable[[dict], dict]:
     return change
 
 
+def _every_weight(value: float) -> Callable[[dict], dict]:
+    return lambda state: {key: tensor.clone().fill_(value) for key, tensor in state.items()}
+
+
 def export_faults() -> list[Fault]:
     E = "export: "
     missing = E + "missing or extra files"
     meta = E + "metadata missing or of the wrong type"
     nonfinite = E + "NaN or infinite weights"
+    overflow = E + "finite weights that overflow (a probe frame gives inf)"
     names = E + "file names with paths"
     layout = E + "keys, shapes or contents that do not fit the agent"
     tampered = E + "files changed after export"
@@ -584,6 +593,8 @@ def export_faults() -> list[Fault]:
         ("-inf in float_feature_extractor.pt", "float_feature_extractor.pt", "0.bias", -math.inf),
     ]:
         faults.append(Fault(nonfinite, variant, _weights(name, _set_value(name, key, value)), "NaN or infinite"))
+    for name in ("encoder.pt", "actions_head.pt", "float_feature_extractor.pt"):
+        faults.append(Fault(overflow, f"every weight of {name} 1e30", _weights(name, _every_weight(1e30)), name))
     for new in ("../encoder.pt", "sub/encoder.pt", "/tmp/tmpretrain-fault/encoder.pt", "..\\encoder.pt", "..", "."):
         faults.append(Fault(names, repr(new), _rename_listed(new), "is not a plain file name"))
     faults.append(Fault(names, "'encoder.pt\\x00'", _rename_listed("encoder.pt\0"), "is not a plain file name"))
@@ -752,6 +763,223 @@ def _next_export(out: Path) -> None:
 # -------------------------------------------------------------------------------------------------- table
 
 
+# ------------------------------------------------------------------------------------------- inputs
+
+# A frame store, a resume checkpoint and `-S` overrides, each as a stage or `tmpretrain exp run` meets them.
+STORE = "store: damaged frame store files"
+CHECKPOINT = "checkpoint: damaged resume checkpoint"
+OVERRIDES = "params: -S overrides validate refuses (tmpretrain exp run)"
+
+
+def _half(data: bytes) -> bytes:
+    return data[: len(data) // 2]
+
+
+def _cut(name: str, keep: Callable[[bytes], bytes]) -> Callable[[Path], None]:
+    return lambda d: (d / name).write_bytes(keep((d / name).read_bytes()))
+
+
+def _index_edit(edit: Callable[[dict], object]) -> Callable[[Path], None]:
+    def apply(d: Path) -> None:
+        import numpy as np
+
+        with np.load(d / "index.npz") as index:
+            arrays = {k: index[k] for k in index.files}
+        edit(arrays)
+        np.savez(d / "index.npz", **arrays)
+
+    return apply
+
+
+def store_faults() -> list[Fault]:
+    meta = "cache_meta.json"
+    return [
+        Fault(STORE, "cache_meta.json does not parse", _cut(meta, lambda b: b[:-3]), meta),
+        Fault(STORE, "cache_meta.json without its counts", _meta_drop_counts, meta),
+        Fault(STORE, "frames.npy truncated", _cut("frames.npy", _half), "frames.npy"),
+        Fault(STORE, "frames.npy of zero bytes", _cut("frames.npy", lambda b: b""), "frames.npy"),
+        Fault(STORE, "frames.npy of another frame count", _cut("frames.npy", _npy_one_frame_less), "frames.npy"),
+        Fault(STORE, "timelines.npy truncated", _cut("timelines.npy", _half), "timelines.npy"),
+        Fault(STORE, "timelines.npy holding a pickle", _cut("timelines.npy", lambda b: _pickled_npy()), "timelines"),
+        Fault(STORE, "index.npz truncated", _cut("index.npz", _half), "index.npz"),
+        Fault(STORE, "index.npz not a zip archive", _cut("index.npz", lambda b: b"not a zip"), "index.npz"),
+        Fault(STORE, "index.npz without an array", _index_edit(lambda a: a.pop("frame_action")), "index.npz"),
+        Fault(STORE, "index.npz: an array of the wrong length", _index_edit(_drop_last_frame_entry), "index.npz"),
+        Fault(STORE, "index.npz: a replay past the frames", _index_edit(_replay_past_the_end), "index.npz"),
+    ]
+
+
+def _meta_drop_counts(d: Path) -> None:
+    meta = json.loads((d / "cache_meta.json").read_text(encoding="utf-8"))
+    meta.pop("n_frames")
+    (d / "cache_meta.json").write_text(json.dumps(meta), encoding="utf-8")
+
+
+def _npy_one_frame_less(data: bytes) -> bytes:
+    import numpy as np
+
+    frames = np.load(io.BytesIO(data))
+    out = io.BytesIO()
+    np.save(out, frames[:-1])
+    return out.getvalue()
+
+
+def _pickled_npy() -> bytes:
+    import numpy as np
+
+    out = io.BytesIO()
+    np.save(out, np.array([{}], dtype=object), allow_pickle=True)
+    return out.getvalue()
+
+
+def _drop_last_frame_entry(arrays: dict) -> None:
+    arrays["frame_time_ms"] = arrays["frame_time_ms"][:-1]
+
+
+def _replay_past_the_end(arrays: dict) -> None:
+    arrays["replay_frame_start"][-1] += 10_000
+
+
+def run_store_faults(tmpdir: Path, faults: list[Fault]) -> list[dict]:
+    """Each fault planted in a copy of a valid frame store, opened as the training stages open it."""
+    from .cache import FrameStore, build_cache
+    from .capture_faults import ingest_params, write_valid_tree
+    from .errors import DataError
+
+    template = tmpdir / "template"
+    build_cache(ingest_params(write_valid_tree(tmpdir / "replays"), template, strict=True, workers=1), progress=False)
+    rows = []
+    for k, fault in enumerate(faults):
+        store = tmpdir / f"case{k:03d}"
+        shutil.copytree(template, store)
+        fault.apply(store)
+        before = _tree(store)
+        try:
+            FrameStore.open(store)
+            rows.append(_row(fault, "accepted", wrong=True, detail="FrameStore.open returned"))
+        except DataError as exc:
+            named = str(exc).startswith(str(store / fault.expect)) and "\n" not in str(exc)
+            lost = _tree(store) != before
+            rows.append(_row(fault, CLEAR if named else "unclear error", wrong=not named, lost=lost, detail=str(exc)))
+        except Exception:
+            rows.append(_row(fault, "traceback", tb=True, detail=traceback.format_exc(limit=-1).splitlines()[-1]))
+        shutil.rmtree(store, ignore_errors=True)
+    return rows
+
+
+def _torch_bytes(obj) -> bytes:
+    import torch
+
+    out = io.BytesIO()
+    torch.save(obj, out)
+    return out.getvalue()
+
+
+def checkpoint_faults() -> list[Fault]:
+    resumable = {"state_dict": {}, "optimizer_states": [], "loops": {}, "callbacks": {}}
+    return [
+        Fault(CHECKPOINT, "zero bytes", lambda: b"", "", HANDLED),
+        Fault(CHECKPOINT, "random bytes", lambda: os.urandom(4096), "", HANDLED),
+        Fault(CHECKPOINT, "cut short (a full disk)", lambda: _torch_bytes(resumable)[:200], "", HANDLED),
+        Fault(CHECKPOINT, "a zip archive's first bytes only", lambda: b"PK\x03\x04" + bytes(60), "", HANDLED),
+        Fault(CHECKPOINT, "weights only, no loop state", lambda: _torch_bytes({"state_dict": {}}), "", HANDLED),
+        Fault(CHECKPOINT, "a pickled object", lambda: _torch_bytes({"x": _Opaque()}), "", HANDLED),
+    ]
+
+
+def run_checkpoint_faults(tmpdir: Path, faults: list[Fault]) -> list[dict]:
+    """Each damaged last.ckpt met by the resume logic of a training stage: set aside (renamed beside its folder,
+    byte for byte), one warning line, and nothing to resume from."""
+    from .training import EpochCheckpoint
+
+    rows = []
+    for k, fault in enumerate(faults):
+        directory = tmpdir / f"case{k:03d}" / "pretrain_bc"
+        directory.mkdir(parents=True)
+        damaged = fault.apply()
+        (directory / EpochCheckpoint.FILE).write_bytes(damaged)
+        aside = directory.with_name(f"{directory.name}.damaged.ckpt")
+        err = io.StringIO()
+        try:
+            with contextlib.redirect_stderr(err):
+                resumed = EpochCheckpoint(directory).resumable()
+            warned = err.getvalue().count("\n") == 1 and err.getvalue().startswith("warning: ")
+            kept = aside.is_file() and aside.read_bytes() == damaged
+            wrong = resumed is not None or not warned or (directory / EpochCheckpoint.FILE).exists()
+            rows.append(_row(fault, HANDLED, wrong=wrong, lost=not kept, detail=err.getvalue().strip()))
+        except Exception:
+            rows.append(_row(fault, "traceback", tb=True, detail=traceback.format_exc(limit=-1).splitlines()[-1]))
+    return rows
+
+
+def override_faults() -> list[Fault]:
+    return [
+        Fault(OVERRIDES, "bc.lr=.nan", lambda: ["bc.lr=.nan"], "bc.lr"),
+        Fault(OVERRIDES, "bc.epochs=0", lambda: ["bc.epochs=0"], "bc.epochs"),
+        Fault(OVERRIDES, "data.cache_dir=<a folder of notes>", lambda: ["data.cache_dir=mynotes"], "data.cache_dir"),
+        Fault(OVERRIDES, "synth.out_dir=src (the code)", lambda: ["synth.out_dir=src"], "synth.out_dir"),
+        Fault(OVERRIDES, "an unknown key (bc.lrr=1)", lambda: ["bc.lrr=1"], "bc.lrr"),
+        Fault(OVERRIDES, "a value Hydra cannot parse (bc.lr=[1)", lambda: ["bc.lr=[1"], "bc.lr=[1"),
+    ]
+
+
+@contextlib.contextmanager
+def _working_directory(path: Path):
+    # contextlib.chdir is Python 3.11+; the project supports 3.10. Path params are relative to the project root.
+    before = os.getcwd()
+    os.chdir(path)
+    try:
+        yield
+    finally:
+        os.chdir(before)
+
+
+def run_override_faults(tmpdir: Path, faults: list[Fault]) -> list[dict]:
+    """Each refused override passed as `tmpretrain exp run -S ...` in a project holding a folder of notes and the
+    code: a clear error before DVC starts; outputs lost: params.yaml or a folder changed."""
+    from .experiments import PresetError, check_overrides
+    from .params import Params, as_dict
+
+    project = tmpdir / "project"
+    for folder in ("mynotes", "src"):
+        (project / folder).mkdir(parents=True)
+        (project / folder / "keep.txt").write_text("a user's file\n", encoding="utf-8")
+    (project / "params.yaml").write_text(yaml.safe_dump(as_dict(Params()), sort_keys=False), encoding="utf-8")
+    rows = []
+    for fault in faults:
+        before = _tree(project)
+        try:
+            with _working_directory(project):
+                check_overrides(fault.apply())
+            rows.append(_row(fault, "accepted", wrong=True, lost=True, detail="DVC would have run"))
+        except PresetError as exc:
+            named = fault.expect in str(exc) and "\n" not in str(exc)
+            lost = _tree(project) != before
+            rows.append(_row(fault, CLEAR if named else "unclear error", wrong=not named, lost=lost, detail=str(exc)))
+        except Exception:
+            rows.append(_row(fault, "traceback", tb=True, detail=traceback.format_exc(limit=-1).splitlines()[-1]))
+    return rows
+
+
+def input_faults() -> list[Fault]:
+    return store_faults() + checkpoint_faults() + override_faults()
+
+
+def run_input_faults(tmpdir: Path, faults: list[Fault] | None = None) -> list[dict]:
+    faults = input_faults() if faults is None else faults
+    rows = []
+    for name, runner in (
+        (STORE, run_store_faults),
+        (CHECKPOINT, run_checkpoint_faults),
+        (OVERRIDES, run_override_faults),
+    ):
+        mine = [f for f in faults if f.fault_class == name]
+        if mine:
+            (tmpdir / name[:5]).mkdir()
+            rows += runner(tmpdir / name[:5], mine)
+    return rows
+
+
 def _sample(items: list, n: int | None, key=lambda f: f.fault_class) -> list:
     if n is None:
         return items
@@ -789,6 +1017,9 @@ def run(groups: list[str], sample: int | None = None) -> list[dict]:
             (tmp / "exports").mkdir()
             writes = _sample(export_write_faults(), sample, key=lambda fw: fw[0].fault_class)
             rows += run_export_faults(tmp / "exports", _sample(export_faults(), sample), writes)
+        if "inputs" in groups:
+            (tmp / "inputs").mkdir()
+            rows += run_input_faults(tmp / "inputs", _sample(input_faults(), sample))
         if "ingest" in groups:
             (tmp / "ingest").mkdir()
             ingest = run_ingest(tmp / "ingest", sample)
@@ -834,9 +1065,8 @@ def update_doc(path: Path, text: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m tmpretrain.faults", description=__doc__.splitlines()[0])
-    ap.add_argument(
-        "--groups", nargs="+", choices=["params", "exports", "ingest"], default=["params", "exports", "ingest"]
-    )
+    groups = ["params", "exports", "inputs", "ingest"]
+    ap.add_argument("--groups", nargs="+", choices=groups, default=groups)
     ap.add_argument("--sample", type=int, metavar="N", help="at most N variants per fault class")
     ap.add_argument("--update", type=Path, metavar="DOC", help="write the table into DOC between its markers")
     args = ap.parse_args(argv)

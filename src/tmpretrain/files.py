@@ -1,7 +1,7 @@
 """Reading files whose size and kind nobody promised (params.yaml, presets.yaml, capture JSON, export metadata):
 each is opened once, must be a regular file and is read up to a cap, so that a FIFO, a link to /dev/zero or a
 file of gigabytes is one clear error instead of a hang or a MemoryError. Values from such files in messages are
-shown bounded (`shown`).
+shown bounded (`shown`). And, before a long run writes, whether a folder takes a write at all (`free_for_writing`).
 
 Imports the standard library only: `validate` reads params.yaml with it.
 """
@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import os
 import reprlib
+import shutil
 import stat
+import tempfile
+from pathlib import Path
 
 # Values from input files in messages: short, and safe for any nesting depth (plain repr() recurses).
 _short = reprlib.Repr()
@@ -47,3 +50,11 @@ def read_capped(path, cap: int) -> bytes:
     if info.st_size > cap or len(data) > cap:
         raise NotReadable(f"{max(info.st_size, len(data)):,} bytes, larger than this file can be ({cap:,} at most)")
     return data
+
+
+def free_for_writing(folder) -> int:
+    """The free bytes on `folder`'s disk, once `folder` exists and has taken a new entry (a directory made and
+    removed, as writing aside does): OSError where it cannot (read-only, a file in the way, no permission)."""
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    os.rmdir(tempfile.mkdtemp(prefix=".write-probe-", dir=folder))
+    return shutil.disk_usage(folder).free

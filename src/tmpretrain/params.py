@@ -644,10 +644,11 @@ def markdown_reference() -> str:
         "     that this file equals that output. Edit the descriptions in src/tmpretrain/params.py. -->",
         "",
         "Every key of every group, as the schema in `src/tmpretrain/params.py` validates it. Set one for a run with",
-        "`dvc exp run -S bc.lr=0.0002` (docs/experiments.md); `python -m tmpretrain.stages.validate` checks a",
-        "params.yaml without running anything. Numbers must be finite; integers may be written `2.0` but not `2.5`;",
-        "`1e-3` is a number (PyYAML reads it as text, the schema reads it back); a key the schema does not know, a",
-        "wrong type or a value outside the range is one error line naming the key.",
+        "`tmpretrain exp run -S bc.lr=0.0002` (`dvc exp run` with the values checked first: docs/experiments.md);",
+        "`python -m tmpretrain.stages.validate` checks a params.yaml without running anything. Numbers must be",
+        "finite; integers may be written `2.0` but not `2.5`; `1e-3` is a number (PyYAML reads it as text, the",
+        "schema reads it back); a key the schema does not know, a wrong type or a value outside the range is one",
+        "error line naming the key.",
         "",
     ]
     defaults = Params()

@@ -1,7 +1,8 @@
 """The two training runs, end to end: check params, open the frame store, train, export the selected epoch.
 
 Stages call `run_vis` / `run_bc`; tests call them on tiny stores. Outputs go to `out_dir` (the DVC-versioned
-model directory) and `live_dir` (DVCLive metrics and plots). With a `checkpoint_dir` (the stages': under
+model directory) and `live_dir` (DVCLive metrics and plots), both written aside and put in place together at the
+end: until then the previous run's export and reports stay as they were. With a `checkpoint_dir` (the stages': under
 CHECKPOINT_ROOT, outside every DVC output, which DVC deletes before a rerun) each finished epoch is checkpointed,
 a rerun with the same params, data and code resumes from the last one, and a finished run removes it.
 """
@@ -24,7 +25,7 @@ from .actions import MAIN_ACTIONS, N_ACTIONS, action_table
 from .cache import FrameStore
 from .cpu_math import kernel_summary
 from .datamodule import FrameDataModule
-from .errors import ParamsError
+from .errors import DataError, ParamsError, PretrainError
 from .export import (
     ACTIONS_HEAD_FILE,
     ENCODER_FILE,
@@ -43,7 +44,9 @@ from .export import (
     replace_when_complete,
     sha256_file,
     write_meta,
+    written_aside,
 )
+from .files import free_for_writing, shown
 from .metrics import epoch_metrics, offset_label
 from .models import VISION_TASK_METRICS, BCModel, VisionModel, denormalize, encoder_output_dim, normalize
 from .params import BCParams, VisParams, as_dict, set_nested
@@ -173,11 +176,48 @@ def _epoch_checkpoint(directory: Path | None, key: str, stage: str) -> EpochChec
     return EpochCheckpoint(directory)
 
 
-def _prepare(live_dir: Path, seed: int) -> None:
-    # Stale files from an earlier run must never ride along with this one's results. (The export directory is
-    # replaced as a whole once the new export is complete: export.replace_when_complete.)
-    shutil.rmtree(live_dir, ignore_errors=True)
+def _prepare(live_dir: Path, seed: int) -> Path:
+    """Where this run writes its reports: aside, put in the place of `live_dir` together with the export
+    (export.replace_when_complete), so that an interrupted or failed run leaves the previous export beside its own
+    reports. Stale files of an earlier attempt never ride along with this run's results."""
+    reports = written_aside(live_dir)
+    shutil.rmtree(reports, ignore_errors=True)  # made again by DVCLive, once check_output_room has passed
     L.seed_everything(seed, workers=True, verbose=False)
+    return reports
+
+
+# DVCLive's files of one run (per-epoch TSVs, metrics.json, the confusion matrix, Level 0's reconstructions) and an
+# export's metadata: a few hundred kB for long runs; generously.
+REPORTS_BYTES = 16 * 2**20
+META_BYTES = 2**20
+
+
+def check_output_room(
+    model: torch.nn.Module, out_dir: Path, live_dir: Path, checkpoint: EpochCheckpoint | None
+) -> None:
+    """Before training: the folders that take the export, the reports and the resume checkpoint accept a write, and
+    their disks have room (estimates from the model's float32 parameters: the export holds at most all of them, a
+    checkpoint the weights, the selected epoch's and Adam's two moments), so that a read-only or full models/ or
+    reports/ is one error with the previous outputs as they were, not a traceback after training."""
+    weights = 4 * sum(p.numel() for p in model.parameters())
+    wanted = [("export", out_dir.parent, weights + META_BYTES), ("reports", live_dir.parent, REPORTS_BYTES)]
+    if checkpoint is not None:
+        wanted.append(("resume checkpoint", checkpoint.directory, 4 * weights))
+    needed_per_disk: dict[int, int] = {}
+    for what, folder, size in wanted:
+        try:
+            free = free_for_writing(folder)
+        except OSError as exc:
+            raise PretrainError(
+                f"{folder}: cannot write the {what} there ({exc.strerror or exc}); nothing was changed"
+            ) from None
+        disk = folder.stat().st_dev
+        needed_per_disk[disk] = needed_per_disk.get(disk, 0) + size
+        if needed_per_disk[disk] > free:
+            raise PretrainError(
+                f"{folder}: not enough disk space: this run's outputs need about {needed_per_disk[disk] / 1e6:.0f} MB "
+                f"on this disk, {free / 1e6:.0f} MB free; free some and run again; nothing was changed"
+            )
 
 
 def _fit(
@@ -194,7 +234,7 @@ def _fit(
         )
     if params.trainer.compile:
         module.model = torch.compile(module.model)
-    resume = checkpoint.path if checkpoint is not None and checkpoint.path.is_file() else None
+    resume = checkpoint.resumable() if checkpoint is not None else None
     trainer.fit(module, datamodule=data, ckpt_path=resume)
     if logger.selected.epoch < 0:
         raise ParamsError(
@@ -280,7 +320,7 @@ def run_vis(
     check_image_size(store, "data.image_height / data.image_width")
     check_metric_names("vis", params, vis_metric_names(params))
     checkpoint = _epoch_checkpoint(checkpoint_dir, checkpoint_key(params, store), "pretrain_vis")
-    _prepare(live_dir, params.seed)
+    reports = _prepare(live_dir, params.seed)
     data = FrameDataModule(
         store,
         frame_samples(store, "train"),
@@ -291,15 +331,16 @@ def run_vis(
         cache_on_device=params.trainer.cache_on_device,
     )
     module = VisModule(params, store.image_hw)
-    logger = _fit(module, data, params, live_dir, VIS_HEADLINE, checkpoint)
+    check_output_room(module.model, out_dir, live_dir, checkpoint)
+    logger = _fit(module, data, params, reports, VIS_HEADLINE, checkpoint)
     if not logger.is_global_zero:  # DDP: rank 0 alone writes the export (all ranks hold the same weights)
         return {"selected": logger.selected, "history": logger.history, "exported": False}
     module.model.load_state_dict(logger.selected.state_dict)
-    samples = live_dir / "samples"  # a DVC out whatever the task: empty for simclr (no decoder)
+    samples = reports / "samples"  # a DVC out whatever the task: empty for simclr (no decoder)
     samples.mkdir(parents=True, exist_ok=True)
     if params.task in ("autoencoder", "vae"):
         write_reconstructions(module.model, store, params.image_normalization, samples / RECONSTRUCTIONS_FILE)
-    with replace_when_complete(out_dir) as staging:  # verified, then in place of the previous export
+    with replace_when_complete(out_dir, live_dir) as staging:  # verified, then in place of the previous ones
         export_encoder(module.model.encoder, staging / ENCODER_FILE)
         meta = {
             "level": 0,
@@ -329,6 +370,29 @@ def check_bc_params(params: BCParams, store: FrameStore, encoder_init_path: Path
         raise ParamsError(
             "bc.encoder_init",
             f"'vis' needs {encoder_init_path / ENCODER_FILE}; run pretrain_vis first or set bc.encoder_init: none",
+        )
+
+
+def check_labels_exist(store: FrameStore, split: str, samples: Samples, offsets_ms: list[int]) -> None:
+    """A split whose every label is masked (frame clocks beside their action timelines, offsets past every replay's
+    end) is the data's fault, said here, not a Lightning error about devices or batches; replays without a single
+    label are named in one warning line (they add nothing to the run)."""
+    unlabelled = sorted(set(store.replay_ids(split).tolist()) - set(np.unique(samples.replay).tolist()))
+    if unlabelled and len(samples):
+        names = [store.meta["replays"][rid]["replay"] for rid in unlabelled]
+        print(
+            f"warning: {len(names)} {split} replays have no label at bc.time_offsets_ms {offsets_ms} (every one "
+            f"masked; shorter than the offsets?): {shown(names)}",
+            file=sys.stderr,
+            flush=True,
+        )
+    if len(samples) == 0:
+        n_frames = int(store.replay_frame_count[store.replay_ids(split)].sum())
+        raise DataError(
+            store.path,
+            f"none of the {n_frames} {split} frames has a label at bc.time_offsets_ms {offsets_ms}: every label is "
+            "masked (at these offsets the frames lie outside their replays' action timelines); check the captures "
+            "or choose smaller offsets",
         )
 
 
@@ -365,10 +429,12 @@ def run_bc(
     check_bc_params(params, store, encoder_init_path)
     inputs = [encoder_init_path / ENCODER_FILE] if params.encoder_init == "vis" else []
     checkpoint = _epoch_checkpoint(checkpoint_dir, checkpoint_key(params, store, *inputs), "pretrain_bc")
-    _prepare(live_dir, params.seed)
+    reports = _prepare(live_dir, params.seed)
     offsets = params.time_offsets_ms
     train = build_samples(store, "train", params.n_stack, offsets, params.target)
     val = build_samples(store, "val", params.n_stack, offsets, params.target)
+    for split, samples in (("train", train), ("val", val)):
+        check_labels_exist(store, split, samples, offsets)
     weights = inverse_frequency_weights(train.labels) if params.class_weighting == "inverse_frequency" else None
     data = FrameDataModule(
         store,
@@ -391,12 +457,12 @@ def run_bc(
                 f"frames, the cache holds {list(store.image_hw)}",
             )
         module.model.encoder.load_state_dict(states[ENCODER_FILE], strict=True)
-
+    check_output_room(module.model, out_dir, live_dir, checkpoint)
     logger = _fit(
         module,
         data,
         params,
-        live_dir,
+        reports,
         BC_HEADLINE + [f"val/acc_offset/{offset_label(d)}" for d in offsets if len(offsets) > 1],
         checkpoint,
     )
@@ -406,8 +472,8 @@ def run_bc(
     model.load_state_dict(logger.selected.state_dict)
     if len(store.replay_ids("test")):  # a cache built with data.test_fraction > 0
         test = build_samples(store, "test", params.n_stack, offsets, params.target)
-        add_test_metrics(live_dir / "metrics.json", score_split(module, data, test))
-    with replace_when_complete(out_dir) as staging:  # verified, then in place of the previous export
+        add_test_metrics(reports / "metrics.json", score_split(module, data, test))
+    with replace_when_complete(out_dir, live_dir) as staging:  # verified, then in place of the previous ones
         export_encoder(model.encoder, staging / ENCODER_FILE)
         head = module.export_head
         if params.use_actions_head:

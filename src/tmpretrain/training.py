@@ -26,6 +26,7 @@ from lightning.pytorch.callbacks import Callback, Checkpoint, EarlyStopping, TQD
 
 from .actions import ACTION_NAMES, N_ACTIONS
 from .cpu_math import set_threads
+from .errors import Interrupted
 from .metrics import epoch_metrics, support_counts
 from .models import BCModel, VisionModel, normalize
 from .params import BCParams, EarlyStoppingParams, SelectionParams, TrainerParams, VisParams
@@ -486,6 +487,29 @@ class EpochCheckpoint(Checkpoint):
     def setup(self, trainer, pl_module, stage) -> None:
         self._trainer = trainer
 
+    def resumable(self) -> Path | None:
+        """The checkpoint to resume from, if any. One that does not load (cut short by a full disk or a copy, bytes
+        damaged) is set aside beside its folder, not deleted, with one warning: the run then starts over instead of
+        failing on every rerun until someone deletes .tmpretrain/checkpoints by hand."""
+        if not self.path.is_file():
+            return None
+        try:
+            state = torch.load(self.path, map_location="cpu", weights_only=True)
+            missing = sorted({"state_dict", "optimizer_states", "loops", "callbacks"} - set(state))
+            if missing:
+                raise ValueError(f"no {', '.join(missing)}")
+        except Exception as exc:  # torch.load raises many kinds: all mean "not resumable"
+            aside = self.directory.with_name(f"{self.directory.name}.damaged.ckpt")
+            os.replace(self.path, aside)
+            reason = (str(exc).splitlines() or [type(exc).__name__])[0][:200]
+            print(
+                f"warning: {self.path} cannot be resumed ({reason}); set aside as {aside}, starting from epoch 0",
+                file=sys.stderr,
+                flush=True,
+            )
+            return None
+        return self.path
+
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         partial = self.directory / (self.FILE + ".partial")
         trainer.save_checkpoint(partial)  # every rank takes part; rank 0 writes
@@ -516,15 +540,15 @@ class EpochCheckpoint(Checkpoint):
             trainer.should_stop = True
 
     def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
-        if not isinstance(exception, KeyboardInterrupt) or not trainer.is_global_zero:
+        # The stage's one line on an interrupt (errors.stage_entry) says what there is to resume from.
+        if not isinstance(exception, Interrupted) or not trainer.is_global_zero:
             return
         if self.saved_epoch is None:
-            print("interrupted before the first epoch ended: nothing to resume", flush=True)
+            exception.detail = " before the first epoch ended: nothing to resume; the previous outputs are kept"
         else:
-            print(
-                f"interrupted: epochs 0-{self.saved_epoch} are saved in {self.directory}; run the stage again "
-                "with the same params to resume",
-                flush=True,
+            exception.detail = (
+                f"; the previous outputs are kept, epochs 0-{self.saved_epoch} are saved in {self.directory}: run "
+                "the stage again with the same params to resume"
             )
 
 

@@ -11,7 +11,9 @@ from __future__ import annotations
 import json
 import math
 import shlex
+import shutil
 import subprocess
+import tempfile
 import textwrap
 from pathlib import Path
 
@@ -20,7 +22,7 @@ import yaml
 
 from ..errors import PretrainError
 from ..files import read_capped
-from ..params import MAX_PARAMS_BYTES, StrictLoader, flatten, read_params_file
+from ..params import MAX_PARAMS_BYTES, PARAMS_FILE, StrictLoader, flatten, load_params, read_params_file
 
 PRESETS_FILE = Path("presets.yaml")
 
@@ -112,6 +114,39 @@ def stray_params(overrides: list[str], params_file: Path = Path("params.yaml")) 
     return sorted(k for k in differing if k not in covered and not any(k.startswith(c + ".") for c in covered))
 
 
+def check_overrides(overrides: list[str], params_file: Path = PARAMS_FILE) -> None:
+    """The params a `dvc exp run -S ...` would run with, checked as the validate stage checks them, before DVC
+    writes them into params.yaml (where a refused value would stay for every later run, queued ones included) or
+    checks out the workspace's outputs (where a path param naming an existing folder would be lost). The overrides
+    are applied by DVC's own code, to a copy."""
+    from dvc.exceptions import InvalidArgumentError
+    from dvc.utils.hydra import apply_overrides
+
+    from ..stages.validate import check_pipeline_params
+
+    ours = [o.split(":", 1)[1] if o.startswith(f"{params_file}:") else o for o in overrides]
+    ours = [o for o in ours if ":" not in o.partition("=")[0]]  # `-S other.yaml:key=value`: not params.yaml's
+    read_params_file(params_file)  # a missing or unreadable params.yaml is its own one-line error
+    with tempfile.TemporaryDirectory() as tmp:
+        copy = Path(tmp) / params_file.name
+        shutil.copyfile(params_file, copy)
+        try:
+            apply_overrides(copy, ours)
+        except InvalidArgumentError as exc:
+            reason = " ".join(str(exc.__cause__ or exc).split())  # Hydra's messages span lines
+            raise PresetError(f"-S {' -S '.join(ours)}: {reason} (nothing ran, {params_file} is unchanged)") from None
+        try:
+            check_pipeline_params(load_params(copy))
+        except PretrainError as exc:
+            raise PresetError(f"{exc} (with -S {' -S '.join(ours)}: nothing ran, {params_file} is unchanged)") from None
+
+
+def exp_run(dvc_args: list[str]) -> int:
+    """`dvc exp run DVC_ARGS`, its -S overrides checked first (check_overrides)."""
+    check_overrides(_extra_overrides(dvc_args))
+    return run_command(["dvc", "exp", "run", *dvc_args])
+
+
 def _extra_overrides(extra: list[str]) -> list[str]:
     out = []
     for i, arg in enumerate(extra):
@@ -159,6 +194,8 @@ def run_presets(
     extra = list(extra or [])
     names = select(data, targets)
     _check_workspace(data, names, extra, allow_dirty or dry_run)
+    for name in names if not dry_run else []:  # a dry run only prints (and may run outside a project)
+        check_overrides(resolve(data, name) + _extra_overrides(extra))
     for name in names:
         rc = run_command(exp_run_command(data, name, queue, extra), dry_run)
         if rc:

@@ -76,6 +76,31 @@ class _Reader:
                 raise ReportError(f"{rev!r} is neither an experiment nor a git revision: {exc}") from None
             self.fs = DVCFileSystem(str(Path(root).resolve()), rev=self.sha)
 
+    def uncached_outputs(self, paths: tuple[str, ...]) -> list[str]:
+        """Those of `paths` that are DVC outputs at this revision (its dvc.lock) whose data is not in the local DVC
+        cache. DVC's own view of such a directory is "does not exist" or a DataIndexDirError traceback; a fresh
+        clone has no outputs of any revision in its cache."""
+        if self.fs is None or not self.exists("dvc.lock"):
+            return []
+        lock = yaml.safe_load(self.read_text("dvc.lock")) or {}
+        cache = _repo(self.root).cache.local
+        return [
+            out["path"]
+            for stage in (lock.get("stages") or {}).values()
+            for out in stage.get("outs") or []
+            if out.get("path") in paths and out.get("md5") and not cache.exists(out["md5"])
+        ]
+
+    def how_to_fetch(self) -> str:
+        """The command that brings this revision's outputs into the cache: experiments live in their own refs."""
+        from scmrepo.exceptions import RevError
+
+        try:
+            _repo(self.root).scm.resolve_rev(self.rev)
+        except RevError:  # not a branch, tag or commit of git: an experiment's name
+            return f"`dvc exp pull <git remote> {self.rev}`"
+        return f"`dvc pull` with {self.rev} checked out, or `dvc fetch --all-commits`"
+
     def exists(self, path: str) -> bool:
         return (self.root / path).exists() if self.fs is None else self.fs.exists(path)
 
@@ -216,8 +241,25 @@ def _baselines(reader: _Reader, run: Run) -> dict:
         return {}
 
 
+# The DVC-cached outputs a report and `tmpretrain plots` read (metrics.json and the confusion matrix are in git).
+CACHED_INPUTS = (CURVES_DIR, VIS_CURVES_DIR, "reports/vis/samples")
+
+
+def check_outputs_cached(revs: list[str], root: Path | str = ".") -> None:
+    """One line naming a revision whose results are not in this clone's DVC cache, and how to get them."""
+    for rev in revs:
+        reader = _Reader(rev, Path(root))
+        missing = reader.uncached_outputs(CACHED_INPUTS)
+        if missing:
+            them = "them" if len(missing) > 1 else "it"
+            raise ReportError(
+                f"{rev}: {', '.join(missing)} not in this clone's DVC cache; get {them} with {reader.how_to_fetch()}"
+            )
+
+
 def load_run(rev: str, root: Path | str = ".", label: str | None = None, baselines: bool = True) -> Run:
     root = Path(root)
+    check_outputs_cached([rev], root)
     reader = _Reader(rev, root)
     try:
         params = yaml.safe_load(reader.read_text("params.yaml"))
