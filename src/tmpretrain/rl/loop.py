@@ -3,8 +3,9 @@ them, learning interleaved at `samples_per_transition / batch_size` updates per 
 
 With demonstrations, DQfD's order: `demo_pretrain_updates` updates on demonstrations alone before the first action,
 then `demo_fraction` of every batch from them. `on_eval(learner, env_steps)` is called at step 0 and whenever another
-`eval_every` env steps are done (eval_every > 0), and at the end. The budget counts every env's steps; lockstep
-steps may pass it by up to one step per env.
+`eval_every` env steps are done (eval_every > 0), and at the end. Env steps count every env at every lockstep step
+(gymnasium spends an env's step after its episode's end on the reset), so they advance by the number of envs and
+may pass the budget by up to one step per env.
 """
 
 from __future__ import annotations
@@ -130,7 +131,7 @@ def _train(rl, loop, demos, on_eval, device) -> tuple[Learner, list[EpisodeLog]]
             for transition in transitions:
                 buffer.add(transition)
         episode_steps += ~resetting
-        step += int((~resetting).sum())
+        step += n_envs
         done = terminated | truncated
         for i in np.flatnonzero(done):
             logs.append(_episode_log(info, i, step, loop.tracks[i], int(episode_steps[i]), bool(terminated[i])))

@@ -243,7 +243,8 @@ def run_study(params: Params, setup: EvalSetup, checkpoint_root: Path = CHECKPOI
 
 
 def summary_lines(metrics: dict) -> list[str]:
-    """One line per arm: clean completion at the start and at the end, its AUC, steps to 0.5, AUC - scratch."""
+    """One line per arm: progress and clean completion at the start and the end, their areas under the curves,
+    and each area's difference to scratch."""
 
     def fig(section: dict, name: str, spec: str = ".2f") -> str:
         return format_interval(section[name], section[f"{name}_low"], section[f"{name}_high"], spec)
@@ -251,11 +252,12 @@ def summary_lines(metrics: dict) -> list[str]:
     lines = []
     for arm, m in metrics["arms"].items():
         line = (
-            f"  {arm:<8} clean start {fig(m['start'], 'clean_completion_rate')}  end "
-            f"{fig(m['end'], 'clean_completion_rate')}  AUC {fig(m, 'auc_clean_completion')}  steps to 0.5 "
-            f"{fig(m, 'steps_to_clean_0.5', '.0f')} ({m['steps_to_clean_0.5_censored']} censored)"
+            f"  {arm:<8} progress {fig(m['start'], 'progress')} -> {fig(m['end'], 'progress')}, AUC "
+            f"{fig(m, 'auc_progress')}; clean {fig(m['start'], 'clean_completion_rate')} -> "
+            f"{fig(m['end'], 'clean_completion_rate')}, AUC {fig(m, 'auc_clean_completion')}"
         )
         if arm in metrics["vs_scratch"]:
-            line += f"  AUC - scratch {fig(metrics['vs_scratch'][arm], 'auc_clean_completion', '+.2f')}"
+            d = metrics["vs_scratch"][arm]
+            line += f"; AUC - scratch: progress {fig(d, 'auc_progress', '+.2f')}"
         lines.append(line)
     return lines

@@ -6,7 +6,8 @@ the interval resampling seeds, then tracks within them (hierarchical_bootstrap: 
 and then across seeds: the env steps to reach 0.5 and 0.9 clean completion (censored at the budget: a run that
 never gets there counts the budget, and `<name>_censored` says how many did not), and the area under the learning
 curves of clean completion and progress (their mean over the budget, 0..1). Each arm's difference to `scratch`
-is paired: the same seed, the same track, so the interval is that of the differences.
+(`vs_scratch`), and the remedy's to plain `bc` (`vs_bc`), is paired: the same seed, the same track, so the
+interval is that of the differences.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ POINTS = {  # metric -> the track row's field
 }
 THRESHOLDS = (0.5, 0.9)  # of clean completion
 BASELINE = "scratch"
+REMEDY_BASELINES = {"bc_dqfd": "bc"}  # an arm that handles a trap, and the plain arm it is measured against
 
 
 def _r(x: float, digits: int = 4) -> float | None:
@@ -77,8 +79,9 @@ def _flatten(name: str, interval: dict) -> dict:
     return {name: interval["value"], f"{name}_low": interval["low"], f"{name}_high": interval["high"]}
 
 
-def _arm_summary(runs: list[dict], budget: int, arm_index: int, paired: list[dict] | None = None) -> dict:
-    """`runs` (one record per seed); with `paired` (scratch's records, the same seeds), differences to them."""
+def _arm_summary(runs: list[dict], budget: int, paired: list[dict] | None = None) -> dict:
+    """`runs` (one record per seed); with `paired` (another arm's records, the same seeds), differences to them.
+    Each figure's bootstrap has its own seed, the same in every arm (the interval depends on the data alone)."""
     out: dict = {}
     for moment, pick in (("start", 0), ("end", -1)):
         section = {}
@@ -91,7 +94,7 @@ def _arm_summary(runs: list[dict], budget: int, arm_index: int, paired: list[dic
                 else:
                     theirs = _track_values(paired[k]["evaluations"][pick], field)
                     clusters.append([ours[t] - theirs[t] for t in ours])
-            section.update(_flatten(name, _interval(clusters, [arm_index, pick % 2, i])))
+            section.update(_flatten(name, _interval(clusters, [pick % 2, i])))
         out[moment] = section
     scalars = [run_scalars(run["evaluations"], budget) for run in runs]
     baseline = [run_scalars(run["evaluations"], budget) for run in paired] if paired else None
@@ -102,16 +105,19 @@ def _arm_summary(runs: list[dict], budget: int, arm_index: int, paired: list[dic
             continue
         values = [[s[name] - (baseline[k][name] if baseline else 0.0)] for k, s in enumerate(scalars)]
         digits = 0 if name.startswith("steps") else 4
-        out.update(_flatten(name, _interval(values, [arm_index, 2, i], digits)))
+        out.update(_flatten(name, _interval(values, [2, i], digits)))
     return out
 
 
 def summarize(records: dict[str, list[dict]], budget: int) -> dict:
     """records: arm -> one record per seed, in the same seed order for every arm (the pairing)."""
-    arms = {arm: _arm_summary(runs, budget, i) for i, (arm, runs) in enumerate(records.items())}
+    arms = {arm: _arm_summary(runs, budget) for arm, runs in records.items()}
     versus = {
-        arm: _arm_summary(runs, budget, 100 + i, paired=records[BASELINE])
-        for i, (arm, runs) in enumerate(records.items())
-        if arm != BASELINE
+        arm: _arm_summary(runs, budget, paired=records[BASELINE]) for arm, runs in records.items() if arm != BASELINE
     }
-    return {"arms": arms, "vs_scratch": versus}
+    remedies = {
+        arm: _arm_summary(records[arm], budget, paired=records[plain])
+        for arm, plain in REMEDY_BASELINES.items()
+        if arm in records and plain in records
+    }
+    return {"arms": arms, "vs_scratch": versus, "vs_bc": remedies}
