@@ -464,7 +464,7 @@ class RLParams(_Group):
     )
     workers: Int = _field(2, "runs in parallel, one process and one torch thread each (speed only)", ge=1, le=256)
     demo_steps: Int = _field(
-        2_000,
+        1_000,
         "arms with demonstrations: scripted-driver decisions on the training tracks in the demo buffer",
         ge=1,
         le=10_000_000,
