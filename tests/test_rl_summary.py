@@ -1,10 +1,13 @@
 """The study's answers from learning curves, by hand: steps to a threshold (censored), areas under the curves,
-intervals across seeds, and differences to scratch paired by seed and track."""
+intervals across seeds, differences to scratch paired by seed and track; the experiments table's RL column."""
 
 from __future__ import annotations
 
 import pytest
+import yaml
 
+from test_experiments import ROOT, _exp_show
+from tmpretrain.experiments import RL_METRICS, comparison_table, experiment_rows, format_table
 from tmpretrain.params import RL_ARMS
 from tmpretrain.rl.arms import ARMS
 from tmpretrain.rl.summary import area_under_curve, run_scalars, steps_to, summarize
@@ -60,3 +63,13 @@ def test_summary_across_seeds_and_paired_differences():
 
 def test_every_arm_the_params_allow_is_defined():
     assert tuple(ARMS) == RL_ARMS
+
+
+def test_the_experiments_table_has_a_downstream_rl_column():
+    runs = {"scratch": FLAT, "bc": RISING, "bc_dqfd": RISING}
+    rl = summarize({arm: [{"evaluations": evaluations}] for arm, evaluations in runs.items()}, 300)
+    base = yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))
+    show = _exp_show({"a": base}, {RL_METRICS: rl})
+    df, short = comparison_table(experiment_rows(show), ["a"])
+    assert df.loc["a", "rl/bc_minus_scratch/auc_progress"] == rl["vs_scratch"]["bc"]["auc_progress"] > 0
+    assert "rl bc-scratch" in format_table(df, short)
