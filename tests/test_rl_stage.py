@@ -108,6 +108,7 @@ def test_outputs_metrics_with_intervals_curves_and_one_log_line_per_evaluation(r
     tsv = root / "reports/rl/live/bc_seed1/plots/metrics/eval/progress.tsv"
     assert [line.split("\t")[0] for line in tsv.read_text().splitlines()] == ["step", "0", "30", "60"]
     assert len([line for line in log.splitlines() if ": step " in line]) == len(curves)
+    assert (root / "reports/rl/learning_curves.svg").read_text().startswith("<svg")
 
 
 def test_saved_weights_load_strictly_into_the_agents_network(reference):

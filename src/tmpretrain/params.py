@@ -486,7 +486,7 @@ class RLParams(_Group):
     replay_capacity: Int = _field(10_000, "transitions the replay buffer keeps (>= batch_size)", ge=1, le=100_000_000)
     learning_starts: Int = _field(500, "transitions in the buffer before the first update", ge=0, le=100_000_000)
     samples_per_transition: Float = _field(
-        8.0,
+        6.0,
         "replay ratio: times each transition is sampled on average (updates = steps x this / batch_size)",
         gt=0.0,
         le=1_024.0,

@@ -8,8 +8,8 @@ saved under CHECKPOINT_ROOT/rl/<fingerprint>/ (outside DVC's outputs, which DVC 
 stage continues from its finished runs when run again with the same params, code inputs and exports.
 
 Outputs: models/rl/<arm>_seed<k>.pt (the online network's state_dict, the agent's keys), reports/rl/metrics.json
-(summary.py), reports/rl/curves.json (every evaluation of every run), reports/rl/live/<arm>_seed<k>/ (DVCLive
-curves by env step).
+(summary.py), reports/rl/curves.json (every evaluation of every run), reports/rl/learning_curves.svg (figure.py),
+reports/rl/live/<arm>_seed<k>/ (DVCLive curves by env step).
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from ..pretrain import CHECKPOINT_ROOT
 from ..stats import format_interval
 from .arms import ARMS, EXPORT_DIRS
 from .demos import collect_demonstrations
+from .figure import learning_curves_svg
 from .greedy import GreedyEvaluation, expert_lap_times
 from .learner import RLConfig
 from .loop import LoopConfig, train
@@ -39,7 +40,7 @@ from .network import IQNNetwork, init_from_export
 from .summary import summarize
 
 MODEL_DIR, OUT_DIR = Path("models/rl"), Path("reports/rl")
-METRICS_FILE, CURVES_FILE, LIVE_DIR = "metrics.json", "curves.json", "live"
+METRICS_FILE, CURVES_FILE, LIVE_DIR, FIGURE_FILE = "metrics.json", "curves.json", "live", "learning_curves.svg"
 CURVE_METRICS = ("completion_rate", "clean_completion_rate", "progress", "lap_time_ratio")
 
 
@@ -222,6 +223,7 @@ def write_outputs(runs: list[Run], records: list[dict], budget: int, out_dir: Pa
     }
     _write_json(out_dir / METRICS_FILE, metrics)
     _write_json(out_dir / CURVES_FILE, curves)
+    (out_dir / FIGURE_FILE).write_text(learning_curves_svg(curves), encoding="utf-8")
     return metrics
 
 
