@@ -92,9 +92,9 @@ def plan(params: Params, setup: EvalSetup, checkpoint_dir: Path) -> list[Run]:
             demo_pretrain_updates=rl.demo_pretrain_updates if ARMS[arm].demonstrations else 0,
         )
         for seed in rl.seeds:
-            name = f"{arm}_seed{seed}"
             config = RLConfig.from_params(rl, seed)
-            runs.append(Run(arm, seed, config, loop, rl.demo_steps, setup, expert_laps, checkpoint_dir / f"{name}.pt"))
+            checkpoint = checkpoint_dir / f"{arm}_seed{seed}.pt"
+            runs.append(Run(arm, seed, config, loop, rl.demo_steps, setup, expert_laps, checkpoint))
     return runs
 
 
@@ -107,9 +107,9 @@ def check_exports(params: Params) -> None:
 
 def fingerprint(params: Params, setup: EvalSetup) -> str:
     """What a finished run depends on: the params it reads, the evaluation setup and the exports' metadata (which
-    holds their files' hashes). A checkpoint from any other combination is never reused."""
+    holds their files' hashes). A checkpoint from any other combination is never reused; rl.workers is speed only."""
     inputs = {
-        "rl": as_dict(params.rl),
+        "rl": {k: v for k, v in as_dict(params.rl).items() if k != "workers"},
         "synth": [params.synth.seed, params.synth.height, params.synth.width],
         "data": [params.data.image_height, params.data.image_width],
         "setup": dataclasses.asdict(setup),
