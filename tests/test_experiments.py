@@ -285,6 +285,19 @@ TINY = {
     "data": {"image_height": 36, "image_width": 36, "val_fraction": 0.34, "workers": 1},
     "vis": {"epochs": 1, "batch_size": 64},
     "bc": {"epochs": 2, "batch_size": 64},
+    # every arm, one seed, 20 env steps on one track: the stage's path, not a study
+    "rl": {
+        "seeds": [0],
+        "env_steps": 20,
+        "eval_every": 20,
+        "train_tracks": 1,
+        "eval_tracks": 1,
+        "workers": 1,
+        "demo_steps": 20,
+        "demo_pretrain_updates": 1,
+        "batch_size": 8,
+        "learning_starts": 10,
+    },
 }
 
 

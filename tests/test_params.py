@@ -49,7 +49,7 @@ def _default(key: str):
 
 
 def test_every_group_and_nested_group_is_covered():
-    assert {key.split(".")[0] for key in KEYS} == {"synth", "data", "vis", "bc", "eval"}
+    assert {key.split(".")[0] for key in KEYS} == {"synth", "data", "vis", "bc", "eval", "rl"}
     for group in ("vis", "bc"):
         for nested in ("early_stopping.mode", "selection.metric", "trainer.strategy", "trainer.devices"):
             assert f"{group}.{nested}" in KEYS
@@ -194,7 +194,7 @@ def test_every_integer_is_bounded_and_every_seed_fits_lightning():
         ({"data": {"cache_dir": ["data/cache"]}}, "data.cache_dir: expected a path (a non-empty string)"),
         ({"eval": {"track_seeds": [3, 3]}}, "eval.track_seeds: seeds must be distinct, got [3, 3]"),
         ({"eval": {"rollouts_per_track": 0}}, "eval.rollouts_per_track: 0 is too small; must be >= 1"),
-        ([1, 2], "params.yaml must be a mapping of groups (synth, data, vis, bc, eval)"),
+        ([1, 2], "params.yaml must be a mapping of groups (synth, data, vis, bc, eval, rl)"),
     ],
 )
 def test_messages_name_the_key_and_what_is_allowed(raw, message):
@@ -422,7 +422,7 @@ def test_the_validate_stage_is_fast_and_writes_a_constant_file(project):
     probe = "import sys; from tmpretrain.stages.validate import main; main(); print('torch' in sys.modules)"
     run = subprocess.run([sys.executable, "-c", probe], cwd=project, capture_output=True, text=True, timeout=60)
     assert run.returncode == 0, run.stderr
-    assert run.stdout.splitlines() == ["validate: params.yaml OK (synth, data, vis, bc, eval)", "False"]
+    assert run.stdout.splitlines() == ["validate: params.yaml OK (synth, data, vis, bc, eval, rl)", "False"]
     content = (project / "data/params.validated").read_bytes()
     _write_params(project, bc={"epochs": 7, "encoder_init": "none"})
     assert _run(project, "validate").returncode == 0

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from tmpretrain.params import Params, parse_params
 from tmpretrain.rl.__main__ import main
 from tmpretrain.rl.learner import Learner, RLConfig, schedule_value
 from tmpretrain.rl.network import IQNNetwork
@@ -124,7 +125,7 @@ def test_a_resumed_learner_continues_exactly(tmp_path):
 
 
 def test_schedules_by_hand():
-    epsilon = RLConfig().epsilon_schedule  # (0, 1), (5k, 1), (30k, 0.1), (300k, 0.03)
+    epsilon = ((0, 1.0), (5_000, 1.0), (30_000, 0.1), (300_000, 0.03))  # Linesight's, steps / 10
     assert schedule_value(epsilon, 0) == 1.0 and schedule_value(epsilon, 5_000) == 1.0
     assert schedule_value(epsilon, 17_500) == pytest.approx(0.55)
     assert schedule_value(epsilon, 10**9) == 0.03
@@ -145,7 +146,16 @@ def test_config_is_frozen_and_checked():
 
 
 def test_bench_prints_json(capsys):
-    assert main(["--bench", "--batch-size", "8", "--updates", "2"]) == 0
+    assert main(["--bench", "--batch-size", "8", "--updates", "2", "--envs", "2", "--steps", "2"]) == 0
     result = json.loads(capsys.readouterr().out)
+    assert result["env_steps_per_cpu_s_1_envs"] > 0 and result["env_steps_per_cpu_s_2_envs"] > 0
     assert result["batch_size"] == 8 and result["torch_threads"] == 1 and result["updates_per_cpu_s"] > 0
     assert result["parameters"] == sum(p.numel() for p in IQNNetwork((64, 64)).parameters())
+
+
+def test_the_rl_params_group_is_the_one_source_of_the_tunable_defaults():
+    assert RLConfig.from_params(Params().rl, seed=3) == RLConfig(seed=3)
+    tuned = parse_params({"rl": {"batch_size": 8, "epsilon_schedule": [[0, 0.5], [100, 0.05]]}}).rl
+    config = RLConfig.from_params(tuned, seed=0)
+    assert config.batch_size == 8 and config.epsilon_schedule == ((0, 0.5), (100, 0.05))
+    assert config.kappa == RLConfig().kappa  # Linesight's fixed knobs are not params

@@ -31,7 +31,7 @@ from .errors import ParamsError
 from .files import read_capped
 
 PARAMS_FILE = Path("params.yaml")
-GROUPS = ("synth", "data", "vis", "bc", "eval")
+GROUPS = ("synth", "data", "vis", "bc", "eval", "rl")
 MAX_SEED = 2**32 - 1  # Lightning's seed_everything silently replaces a larger seed by 0
 MAX_PARAMS_BYTES = 1 << 20  # the shipped params.yaml is 3 KB
 AGENT_DENSE_HIDDEN = 1024  # the agent's dense_hidden_dimension: its A_head hidden width is half of it
@@ -409,12 +409,136 @@ class EvalParams(_Group):
         return self
 
 
+# The downstream RL arms (tmpretrain.rl.arms): where the network starts and whether demonstrations train it too.
+RL_ARMS = ("scratch", "vis", "bc", "bc_dqfd")
+Schedule = Annotated[list[Annotated[list[Float], BeforeValidator(_list)]], BeforeValidator(_list)]
+
+
+def _check_schedule(key: str, points: list[list[float]], low: float, high: float) -> None:
+    """A schedule is [[env step, value], ...]: steps whole, from 0, increasing; values within [low, high]."""
+    if not points:
+        raise _Rule(key, "must list at least one [env step, value] point")
+    steps = [p[0] for p in points]
+    if any(len(p) != 2 for p in points) or any(not s.is_integer() for s in steps):
+        raise _Rule(key, f"each point is [env step, value] with a whole step, got {points}")
+    if steps[0] != 0 or any(b <= a for a, b in zip(steps, steps[1:], strict=False)):
+        raise _Rule(key, f"steps must start at 0 and increase, got {[int(s) for s in steps]}")
+    if any(not low <= p[1] <= high for p in points):
+        raise _Rule(key, f"values must lie in [{_number(low)}, {_number(high)}], got {[p[1] for p in points]}")
+
+
+class RLParams(_Group):
+    """Stage rl: the agent's IQN network trained in the simulator from scratch and from the exports (docs/rl.md).
+
+    Training tracks are synthesize's (synth.seed, the tracks the replays were driven on); evaluation is the
+    evaluate protocol (eval.env, its decision interval and track limits) on held-out tracks, greedy policy. The
+    learner knobs are tmpretrain.rl.learner.RLConfig's, whose defaults are read from here: this group is their one
+    source. Defaults are the default pipeline's short run (~5 min on 2 cores); the full study: docs/rl.md."""
+
+    arms: Annotated[list[Literal[RL_ARMS]], BeforeValidator(_list)] = _field(
+        ["scratch", "vis", "bc", "bc_dqfd"],
+        "arms to train (distinct, scratch among them: every arm is compared with it): scratch = the agent's init; "
+        "vis = img_head from models/vis; bc = img_head and A_head from models/bc; bc_dqfd = bc, then DQfD: demo-only "
+        "TD + margin updates before acting, demonstrations mixed into every batch, an annealed large-margin term",
+    )
+    seeds: Annotated[list[Seed], BeforeValidator(_list)] = _field(
+        [0, 1], "one run per arm and seed (distinct): network init, exploration, replay, demonstrations"
+    )
+    env_steps: Int = _field(
+        3_000, "environment steps per run (all training envs together): the budget", ge=1, le=100_000_000
+    )
+    eval_every: Int = _field(
+        1_000,
+        "evaluate the greedy policy every this many env steps (and at step 0 and at the end)",
+        ge=1,
+        le=100_000_000,
+    )
+    train_tracks: Int = _field(
+        4, "training envs, stepped in lockstep: tracks 0 .. n - 1 of synthesize's stream (synth.seed)", ge=1, le=1_024
+    )
+    eval_tracks: Int = _field(
+        4,
+        "held-out evaluation tracks: seeds 0 .. n - 1 of evaluate's stream (the first of eval's tracks)",
+        ge=1,
+        le=10_000,
+    )
+    workers: Int = _field(2, "runs in parallel, one process and one torch thread each (speed only)", ge=1, le=256)
+    demo_steps: Int = _field(
+        1_000,
+        "arms with demonstrations: scripted-driver decisions on the training tracks in the demo buffer",
+        ge=1,
+        le=10_000_000,
+    )
+    demo_pretrain_updates: Int = _field(
+        200,
+        "arms with demonstrations: learner updates on demonstrations alone before the first action (DQfD)",
+        ge=0,
+        le=10_000_000,
+    )
+    # learner (RLConfig; Linesight's values and how they are scaled: docs/rl.md)
+    batch_size: Int = _field(32, "transitions per update", ge=1, le=65_536)
+    n_step: Int = _field(3, "n-step returns (Linesight 3)", ge=1, le=100)
+    gamma: Float = _field(0.99, "discount per decision (0.99 per 100 ms: a 10 s horizon)", gt=0.0, le=1.0)
+    reward_scale: Float = _field(
+        0.01, "reward per metre of credited progress (the env pays 1 per metre)", gt=0.0, le=1e6
+    )
+    lr_schedule: Schedule = _field([[0, 0.001]], "learning rate by env step, [[step, lr], ...], linear in between")
+    replay_capacity: Int = _field(10_000, "transitions the replay buffer keeps (>= batch_size)", ge=1, le=100_000_000)
+    learning_starts: Int = _field(500, "transitions in the buffer before the first update", ge=0, le=100_000_000)
+    samples_per_transition: Float = _field(
+        6.0,
+        "replay ratio: times each transition is sampled on average (updates = steps x this / batch_size)",
+        gt=0.0,
+        le=1_024.0,
+    )
+    epsilon_schedule: Schedule = _field(
+        [[0, 1.0], [500, 1.0], [2_500, 0.1]], "probability of a random action by env step, [[step, p], ...]"
+    )
+    epsilon_boltzmann_schedule: Schedule = _field(
+        [[0, 0.15], [3_000, 0.03]], "probability of acting on Q plus Gaussian noise (Linesight's Boltzmann) by env step"
+    )
+    target_update_tau: Float = _field(
+        0.02, "soft target update: target <- (1 - tau) target + tau online", gt=0.0, le=1.0
+    )
+    target_update_every_transitions: Int = _field(
+        256,
+        "soft-update the target after every this many transitions trained (Linesight 2048 over millions)",
+        ge=1,
+        le=100_000_000,
+    )
+    double_dqn: Bool = _field(False, "target action by the online network's argmax (Linesight use_ddqn: false)")
+    demo_fraction: Float = _field(0.25, "arms with demonstrations: share of each batch drawn from them", ge=0.0, le=1.0)
+    margin: Float = _field(0.8, "DQfD large margin: the expert's action must lead the others by this Q", ge=0.0, le=1e6)
+    margin_weight: Float = _field(
+        1.0, "weight of the large-margin term at the first update (demo rows only)", ge=0.0, le=1e6
+    )
+    margin_anneal_updates: Int = _field(
+        1_000, "the margin weight falls linearly to 0 over this many updates (0 = constant)", ge=0, le=100_000_000
+    )
+
+    @model_validator(mode="after")
+    def _cross_field_rules(self):
+        if len(set(self.arms)) != len(self.arms):
+            raise _Rule("arms", f"arms must be distinct, got {self.arms}")
+        if "scratch" not in self.arms:
+            raise _Rule("arms", f"must include scratch (every arm's difference is to it), got {self.arms}")
+        if len(set(self.seeds)) != len(self.seeds) or not self.seeds:
+            raise _Rule("seeds", f"seeds must be distinct and at least one, got {self.seeds}")
+        if self.replay_capacity < self.batch_size:
+            raise _Rule("replay_capacity", f"{self.replay_capacity} is less than rl.batch_size {self.batch_size}")
+        _check_schedule("lr_schedule", self.lr_schedule, 1e-12, 10.0)
+        _check_schedule("epsilon_schedule", self.epsilon_schedule, 0.0, 1.0)
+        _check_schedule("epsilon_boltzmann_schedule", self.epsilon_boltzmann_schedule, 0.0, 1.0)
+        return self
+
+
 class Params(_Group):
     synth: SynthParams = Field(default_factory=SynthParams)
     data: DataParams = Field(default_factory=DataParams)
     vis: VisParams = Field(default_factory=VisParams)
     bc: BCParams = Field(default_factory=BCParams)
     eval: EvalParams = Field(default_factory=EvalParams)
+    rl: RLParams = Field(default_factory=RLParams)
 
 
 # ------------------------------------------------------------------------------------------- parsing

@@ -218,6 +218,7 @@ def family_members(data: dict, targets: list[str]) -> list[str]:
 
 BC_METRICS = "reports/bc/metrics.json"
 EVAL_METRICS = "reports/eval/metrics.json"
+RL_METRICS = "reports/rl/metrics.json"
 WORKSPACE = "workspace"
 
 # Text and Markdown headers of params: the group prefix `bc.` dropped, long key names shortened.
@@ -253,6 +254,10 @@ _TRAILING_COLUMNS = [
     ("policy/completion_rate", "completion", EVAL_METRICS, ("policy/completion_rate",)),
     ("policy/progress", "progress", EVAL_METRICS, ("policy/progress",)),
     ("policy/lap_time_ratio", "lap time ratio", EVAL_METRICS, ("policy/lap_time_ratio",)),
+    # Downstream RL (stage rl): does the export help the agent's RL? The bc arm's area under its progress curve
+    # minus scratch's, paired by seed and track (docs/rl.md); > 0 where the pretraining helped over the budget.
+    ("rl/bc_minus_scratch/auc_progress", "rl bc-scratch", RL_METRICS, ("vs_scratch/bc/auc_progress",)),
+    ("rl/bc_dqfd_minus_scratch/auc_progress", "rl dqfd-scratch", RL_METRICS, ("vs_scratch/bc_dqfd/auc_progress",)),
 ]
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import BC_METRICS, EVAL_METRICS, PresetError, comparison_table, format_table, lookup, runnable
+from . import BC_METRICS, EVAL_METRICS, RL_METRICS, PresetError, comparison_table, format_table, lookup, runnable
 
 RESULTS_DIR = Path("docs/experiments")
 SNAPSHOT_FILE = RESULTS_DIR / "results.json"
@@ -59,7 +59,7 @@ def collect(rows: list[dict], presets: dict) -> dict:
                 "baseline": row.get("baseline"),
                 "timestamp": row.get("timestamp"),
                 "params": row["params"],
-                "metrics": {path: row["metrics"].get(path) or {} for path in (BC_METRICS, EVAL_METRICS)},
+                "metrics": {path: row["metrics"].get(path) or {} for path in (BC_METRICS, EVAL_METRICS, RL_METRICS)},
             }
         )
     if not experiments:

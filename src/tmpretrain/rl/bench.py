@@ -1,12 +1,15 @@
-"""Learner throughput on this machine: updates per second at a batch size, and acting latency with K quantiles."""
+"""Throughput on this machine: learner updates per CPU second at a batch size, acting latency with K quantiles, and
+env steps per CPU second of the training loop's acting (envs stepped in lockstep, one batched forward for all)."""
 
 from __future__ import annotations
 
 import time
 
+import gymnasium as gym
 import numpy as np
 import torch
 
+from ..synthetic.env import ENV_ID
 from .learner import Learner, RLConfig
 from .network import IQNNetwork
 from .replay import NStepWriter, ReplayBuffer
@@ -69,3 +72,26 @@ def _bench(batch_size: int, updates: int, warmup: int, threads: int, image_hw, s
         "cpu_ms_per_act_batch1": round(1000.0 * act_s, 3),
         "torch": torch.__version__,
     }
+
+
+def bench_acting(n_envs: int = 4, lockstep_steps: int = 50, threads: int = 1, seed: int = 0) -> dict:
+    """Env steps per CPU second as the training loop acts: `n_envs` tracks in lockstep (rendered observations, the
+    JPEG round trip and resize), one batched K-quantile forward per step with exploration, and no learning."""
+    previous_threads = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    endless = dict(time_limit_s=1e6, offroad_limit_s=1e6, stuck_limit_s=1e6)
+    envs = gym.make_vec(ENV_ID, n_envs, vectorization_mode="vector_entry_point", tracks=list(range(n_envs)), **endless)
+    try:
+        torch.manual_seed(seed)
+        learner = Learner(RLConfig(seed=seed), IQNNetwork())
+        frames, _ = envs.reset(seed=seed)
+        for _ in range(3):  # renderers and their road textures are built outside the timing
+            frames = envs.step(learner.act(frames, None, 0.1))[0]
+        start = time.process_time()
+        for _ in range(lockstep_steps):
+            frames = envs.step(learner.act(frames, None, 0.1))[0]
+        seconds = time.process_time() - start
+    finally:
+        envs.close()
+        torch.set_num_threads(previous_threads)
+    return {f"env_steps_per_cpu_s_{n_envs}_envs": round(n_envs * lockstep_steps / seconds, 1)}

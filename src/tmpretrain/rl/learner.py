@@ -1,18 +1,21 @@
 """The learner: RLConfig (every knob), the IQN update step, the target network and exploration.
 
-Defaults follow Linesight's config_files/config.py (mid-2026) where the value does not depend on the game;
-schedules measured in environment steps are scaled by 1/10 (SynthTrack tracks are short and a small study runs
-~100k-300k steps where Linesight runs millions), and the batch is the CPU's, not the GPU's.
+One source of truth: the knobs a run may tune (batch, returns, replay, schedules, target updates, demonstrations)
+take their defaults from params.py's `rl` group, the default pipeline's values; `RLConfig.from_params` builds the
+config of a run from that group. The knobs fixed to Linesight's config_files/config.py (mid-2026: quantile counts,
+kappa, RAdam's eps and betas, gradient clipping, the exploration noise) are defined here only. docs/rl.md gives
+each value's origin and how Linesight's were scaled.
 """
 
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 import torch
 
+from ..params import RLParams
 from .loss import large_margin_loss, quantile_huber_loss, td_target_quantiles
 from .network import IQNNetwork, obs_to_img, sample_taus, zero_floats
 from .replay import Batch
@@ -20,44 +23,58 @@ from .replay import Batch
 Schedule = tuple[tuple[int, float], ...]  # (step, value) points, linear in between, constant after the last
 
 
+def _schedule(points) -> Schedule:
+    return tuple((int(step), float(value)) for step, value in points)
+
+
+def _param(name: str):
+    """The `rl` group's default for a learner knob (schedules as tuples: the config is frozen and hashable)."""
+    value = RLParams.model_fields[name].default
+    return _schedule(value) if name.endswith("_schedule") else value
+
+
 @dataclass(frozen=True)
 class RLConfig:
-    # IQN (Linesight iqn_n, iqn_k, iqn_kappa, use_ddqn as is; E = 128 is the 64x64 variant of the contract)
+    # IQN, fixed (Linesight iqn_n, iqn_k, iqn_kappa; E = 128 is the 64x64 variant of the contract)
     n_quantiles: int = 8  # N = N' for the loss
     n_quantiles_act: int = 32  # K when acting
-    kappa: float = 5e-3  # Huber threshold, in reward units: meaningful with reward_scale below
-    double_dqn: bool = False  # Linesight use_ddqn = False
-    # returns (Linesight n_steps = 3; gamma 0.999 per 50 ms action is a 50 s horizon: at SynthTrack's 100 ms
-    # decisions 0.99 is 10 s, about a corner sequence on its short tracks: scaled, not copied)
-    n_step: int = 3
-    gamma: float = 0.99
-    reward_scale: float = 0.01  # Linesight pays 5/500 per metre along the centre line; the env pays 1 per metre
-    # optimisation (Linesight: RAdam, adam_epsilon 1e-4, betas 0.9 / 0.999, clip_grad_norm 30, clip_grad_value
-    # 1000, lr 1e-3 -> 5e-5 at 3M steps; batch 512 on a GPU, 64 here: ~80 ms per update on one CPU core, see bench.py)
-    batch_size: int = 64
-    lr_schedule: Schedule = ((0, 1e-3), (300_000, 5e-5))
+    kappa: float = 5e-3  # Huber threshold, in reward units: meaningful with reward_scale
+    double_dqn: bool = _param("double_dqn")
+    # returns
+    n_step: int = _param("n_step")
+    gamma: float = _param("gamma")
+    reward_scale: float = _param("reward_scale")
+    # optimisation (fixed: Linesight's RAdam, adam_epsilon 1e-4, betas 0.9 / 0.999, clip_grad_norm 30,
+    # clip_grad_value 1000)
+    batch_size: int = _param("batch_size")
+    lr_schedule: Schedule = _param("lr_schedule")
     adam_eps: float = 1e-4
     adam_betas: tuple[float, float] = (0.9, 0.999)
     clip_grad_norm: float = 30.0
     clip_grad_value: float = 1000.0
-    # target network (Linesight: soft update, tau 0.02, every 2048 transitions trained)
-    target_update_tau: float = 0.02
-    target_update_every_transitions: int = 2048
-    # replay (Linesight: 50k transitions, learning starts at 20k, each transition sampled ~32 times)
-    replay_capacity: int = 50_000
-    learning_starts: int = 2_000
-    samples_per_transition: float = 32.0
-    # exploration (Linesight schedules scaled by 1/10: epsilon 1 until 50k, 0.1 at 300k, 0.03 at 3M; Gaussian
-    # noise of std 0.01 on the Q values with probability 0.15 -> 0.03 at 3M, its "Boltzmann" exploration)
-    epsilon_schedule: Schedule = ((0, 1.0), (5_000, 1.0), (30_000, 0.1), (300_000, 0.03))
-    epsilon_boltzmann_schedule: Schedule = ((0, 0.15), (300_000, 0.03))
+    # target network (soft update every so many transitions trained)
+    target_update_tau: float = _param("target_update_tau")
+    target_update_every_transitions: int = _param("target_update_every_transitions")
+    # replay
+    replay_capacity: int = _param("replay_capacity")
+    learning_starts: int = _param("learning_starts")
+    samples_per_transition: float = _param("samples_per_transition")
+    # exploration (the Gaussian noise's std is Linesight's, fixed)
+    epsilon_schedule: Schedule = _param("epsilon_schedule")
+    epsilon_boltzmann_schedule: Schedule = _param("epsilon_boltzmann_schedule")
     boltzmann_temperature: float = 0.01
-    # demonstrations (DQfD: large-margin term, margin 0.8, weight 1; annealed to 0 as in QDagger; off by default)
-    demo_fraction: float = 0.0  # share of each batch drawn from the demonstration buffer
-    margin: float = 0.8
-    margin_weight: float = 0.0
-    margin_anneal_updates: int = 10_000  # the weight falls linearly to 0 over this many updates
+    # demonstrations (DQfD's large margin, annealed to 0 as in QDagger; used only where a demo buffer is given)
+    demo_fraction: float = _param("demo_fraction")  # share of each batch drawn from the demonstration buffer
+    margin: float = _param("margin")
+    margin_weight: float = _param("margin_weight")
+    margin_anneal_updates: int = _param("margin_anneal_updates")  # the weight falls linearly to 0 over these
     seed: int = 0
+
+    @classmethod
+    def from_params(cls, rl: RLParams, seed: int) -> RLConfig:
+        """The config of one run of the `rl` stage: every knob the group shares with RLConfig, and the run's seed."""
+        shared = {f.name: getattr(rl, f.name) for f in fields(cls) if f.name in RLParams.model_fields}
+        return cls(**{k: _schedule(v) if k.endswith("_schedule") else v for k, v in shared.items()}, seed=seed)
 
     def __post_init__(self):
         checks = {
@@ -181,11 +198,17 @@ class Learner:
         return cfg.margin_weight * max(0.0, 1.0 - self.updates / cfg.margin_anneal_updates)
 
     @torch.no_grad()
-    def q_values(self, frames: np.ndarray | torch.Tensor, floats: np.ndarray | torch.Tensor | None = None):
-        """Mean over K quantiles (B, A) for uint8 frames (B, 1, H, W): what the agent acts on."""
+    def q_values(
+        self,
+        frames: np.ndarray | torch.Tensor,
+        floats: np.ndarray | torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ):
+        """Mean over K quantiles (B, A) for uint8 frames (B, 1, H, W): what the agent acts on. The taus come from
+        `generator` where given (an evaluation's own stream leaves training's untouched), else the acting stream."""
         img = obs_to_img(frames, self.device)
         floats = None if floats is None else torch.as_tensor(floats)
-        taus = sample_taus(img.shape[0], self.config.n_quantiles_act, self.act_taus, self.device)
+        taus = sample_taus(img.shape[0], self.config.n_quantiles_act, generator or self.act_taus, self.device)
         return self.online(img, self._floats(floats, img.shape[0]), taus).mean(dim=1)
 
     def act(
