@@ -146,7 +146,7 @@ def table(n_tracks: int = 10, seconds: float = 90.0) -> list[str]:
         track = heldout_track(seed)
         rng = np.random.default_rng(0)
         expert = Driver(track, DriverStyle.sample(rng), rng)
-        expert_lap = drive(Race(track), lambda race, t: expert.act(race.car, race.idx))["lap_time_s"]
+        expert_lap = drive(Race(track), lambda race, t, expert=expert: expert.act(race.car, race.idx))["lap_time_s"]
         for name, make in CHEATERS.items():
             r = drive(Race(track), make(), seconds)
             lap = r["lap_time_s"] / expert_lap if r["lap_time_s"] else None
