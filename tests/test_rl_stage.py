@@ -153,3 +153,14 @@ def test_a_killed_stage_continues_from_its_finished_runs(reference, exports, tmp
     assert "rl: resuming: 1 of 8 runs finished earlier" in log
     assert "rl: scratch seed 0: step" not in log  # not trained again
     assert tree(killed) == tree(root)
+
+
+def test_an_export_that_cannot_seed_the_agent_skips_its_arms_and_says_why(exports, tmp_path):  # noqa: F811
+    """A Linear-head BC run has no A_head to transfer: the bc arms are skipped with the reason, the others run (as
+    evaluate skips a policy it cannot rebuild), so every preset's pipeline still completes."""
+    root = project(tmp_path / "linear", {**exports, "bc": exports["bc_linear"]}, arms=["scratch", "bc"], seeds=[0])
+    out = stage(root)
+    metrics = json.loads((root / "reports" / "rl" / "metrics.json").read_text())
+    assert list(metrics["arms"]) == ["scratch"] and list(metrics["skipped"]) == ["bc"]
+    assert "needs actions_head.pt" in metrics["skipped"]["bc"] and "bc       skipped:" in out
+    assert sorted(p.name for p in (root / "models" / "rl").iterdir()) == ["scratch_seed0.pt"]

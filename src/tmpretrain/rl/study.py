@@ -26,6 +26,7 @@ from pathlib import Path
 
 import torch
 
+from ..errors import ExportError
 from ..evaluate import EvalSetup, group_metrics
 from ..params import Params, as_dict
 from ..pretrain import CHECKPOINT_ROOT
@@ -62,8 +63,9 @@ class Run:
         return f"{self.arm}_seed{self.seed}"
 
 
-def plan(params: Params, setup: EvalSetup, checkpoint_dir: Path) -> list[Run]:
-    """The study's runs, arm-major (the order of their outputs), with the setup resolved from params."""
+def plan(params: Params, setup: EvalSetup, checkpoint_dir: Path) -> tuple[list[Run], dict[str, str]]:
+    """The study's runs, arm-major (the order of their outputs), with the setup resolved from params; and the arms
+    skipped, with why (an export that cannot seed the agent's network)."""
     rl = params.rl
     env_kwargs = dict(
         training_seed=params.synth.seed,
@@ -77,10 +79,11 @@ def plan(params: Params, setup: EvalSetup, checkpoint_dir: Path) -> list[Run]:
         offroad_limit_s=setup.offroad_limit_s,
         stuck_limit_s=setup.stuck_limit_s,
     )
-    check_exports(params)
+    unusable = unusable_exports(params)
+    skipped = {arm: unusable[ARMS[arm].init] for arm in rl.arms if ARMS[arm].init in unusable}
     expert_laps = expert_lap_times(setup)
     runs = []
-    for arm in rl.arms:
+    for arm in (a for a in rl.arms if a not in skipped):
         init = ARMS[arm].init
         loop = LoopConfig(
             total_steps=rl.env_steps,
@@ -95,14 +98,21 @@ def plan(params: Params, setup: EvalSetup, checkpoint_dir: Path) -> list[Run]:
             config = RLConfig.from_params(rl, seed)
             checkpoint = checkpoint_dir / f"{arm}_seed{seed}.pt"
             runs.append(Run(arm, seed, config, loop, rl.demo_steps, setup, expert_laps, checkpoint))
-    return runs
+    return runs, skipped
 
 
-def check_exports(params: Params) -> None:
-    """Each export the arms load fits the agent's network (one ExportError line, before any run starts)."""
+def unusable_exports(params: Params) -> dict[str, str]:
+    """{init: why} for each export the arms would load that does not fit the agent's network (a stacked or
+    Linear-head BC run, say): its arms are skipped with the reason, as evaluate skips a policy it cannot rebuild,
+    and the other arms still run. Checked before any run starts."""
     image_hw = (params.data.image_height, params.data.image_width)
+    unusable = {}
     for init in sorted({ARMS[arm].init for arm in params.rl.arms} & set(EXPORT_DIRS)):
-        init_from_export(IQNNetwork(image_hw), init, EXPORT_DIRS[init])
+        try:
+            init_from_export(IQNNetwork(image_hw), init, EXPORT_DIRS[init])
+        except ExportError as exc:
+            unusable[init] = str(exc)
+    return unusable
 
 
 def fingerprint(params: Params, setup: EvalSetup) -> str:
@@ -191,7 +201,9 @@ def execute_all(runs: list[Run], workers: int) -> list[dict]:
 # ------------------------------------------------------------------------------------------------ outputs
 
 
-def write_outputs(runs: list[Run], records: list[dict], budget: int, out_dir: Path, model_dir: Path) -> dict:
+def write_outputs(
+    runs: list[Run], records: list[dict], budget: int, out_dir: Path, model_dir: Path, skipped: dict[str, str]
+) -> dict:
     """models/rl/*.pt, reports/rl/{metrics.json, curves.json, live/}; returns the metrics."""
     from dvclive import Live  # only the outputs need it
 
@@ -218,8 +230,9 @@ def write_outputs(runs: list[Run], records: list[dict], budget: int, out_dir: Pa
     metrics = {
         "budget_env_steps": budget,
         "seeds": sorted({run.seed for run in runs}),
-        "eval_tracks": len(runs[0].setup.tracks),
+        "eval_tracks": len(runs[0].setup.tracks) if runs else 0,
         **summarize(by_arm, budget),
+        "skipped": skipped,
     }
     _write_json(out_dir / METRICS_FILE, metrics)
     _write_json(out_dir / CURVES_FILE, curves)
@@ -239,9 +252,9 @@ def run_study(params: Params, setup: EvalSetup, checkpoint_root: Path = CHECKPOI
         for stale in checkpoint_root.iterdir():
             if stale != checkpoint_dir:
                 shutil.rmtree(stale, ignore_errors=True)
-    runs = plan(params, setup, checkpoint_dir)
+    runs, skipped = plan(params, setup, checkpoint_dir)
     records = execute_all(runs, params.rl.workers)
-    return write_outputs(runs, records, params.rl.env_steps, OUT_DIR, MODEL_DIR)
+    return write_outputs(runs, records, params.rl.env_steps, OUT_DIR, MODEL_DIR, skipped)
 
 
 def summary_lines(metrics: dict) -> list[str]:
@@ -262,4 +275,5 @@ def summary_lines(metrics: dict) -> list[str]:
             d = metrics["vs_scratch"][arm]
             line += f"; AUC - scratch: progress {fig(d, 'auc_progress', '+.2f')}"
         lines.append(line)
+    lines += [f"  {arm:<8} skipped: {why}" for arm, why in metrics.get("skipped", {}).items()]
     return lines

@@ -113,7 +113,9 @@ def summarize(records: dict[str, list[dict]], budget: int) -> dict:
     """records: arm -> one record per seed, in the same seed order for every arm (the pairing)."""
     arms = {arm: _arm_summary(runs, budget) for arm, runs in records.items()}
     versus = {
-        arm: _arm_summary(runs, budget, paired=records[BASELINE]) for arm, runs in records.items() if arm != BASELINE
+        arm: _arm_summary(runs, budget, paired=records[BASELINE])
+        for arm, runs in records.items()
+        if arm != BASELINE and BASELINE in records
     }
     remedies = {
         arm: _arm_summary(records[arm], budget, paired=records[plain])
