@@ -559,6 +559,10 @@ def bench(model_dir: Path | None = None, decisions: int = 300, batch: int = 32, 
     blind.reset(seed=0)
     per_decision = _best_seconds(lambda: blind.step(ALWAYS_ACCEL), decisions, rounds)
     out["physics_steps_per_s"] = round(10 / per_decision)  # 10 physics steps of 10 ms per 100 ms decision
+    one = SynthTrackEnv(track=0, **endless)
+    one.reset(seed=0)
+    out["render_ms"] = round(1000 * _best_seconds(one.render_frame, decisions, rounds), 3)
+    out["frame_shape"] = list(one.render_frame().shape)
     for n_envs in (1, batch):
         envs = [SynthTrackEnv(track=t, **endless) for t in range(n_envs)]
         for env in envs:
@@ -571,9 +575,6 @@ def bench(model_dir: Path | None = None, decisions: int = 300, batch: int = 32, 
         calls = max(1, decisions // n_envs)
         seconds = _best_seconds(step_all, calls, rounds, clock=time.process_time) / n_envs
         out[f"observed_decisions_per_cpu_s_{n_envs}_env{'s' if n_envs > 1 else ''}"] = round(1 / seconds, 1)
-    frame = envs[0].render_frame()
-    out["render_ms"] = round(1000 * _best_seconds(envs[0].render_frame, decisions, rounds), 3)
-    out["frame_shape"] = list(frame.shape)
     if model_dir is not None:
         policy = ExportedPolicy(model_dir)
         obs = [np.zeros((policy.n_stack, *policy.image_hw), dtype=np.uint8)] * batch

@@ -43,11 +43,6 @@ class Track:
         t = self.tangents[i % self.n]
         return float(np.arctan2(t[1], t[0]))
 
-    def locate(self, x: float, y: float, hint: int, window: int = 40) -> tuple[int, float, float]:
-        """Nearest centre-line sample near index `hint`: (index, signed lateral offset (+ left), along offset)."""
-        k = _nearest(self.points, x, y, hint - window, 2 * window + 1)
-        return k, *_offsets(self.points, self.normals, self.tangents, k, x, y)
-
     def locate_near(self, x: float, y: float, hint: int, window: int, far: float) -> tuple[int, float]:
         """(index, lateral offset) of the nearest sample within `window` of `hint`, or of the whole loop where that
         one is more than `far` metres to the side (a car far off the road can outrun the local search)."""
@@ -56,12 +51,6 @@ class Track:
     def locate_global(self, x: float, y: float) -> int:
         """Nearest centre-line sample of the whole loop."""
         return _nearest(self.points, x, y, 0, self.n)
-
-
-@njit(cache=True, nogil=True)
-def _offsets(points, normals, tangents, k, x, y):
-    dx, dy = x - points[k, 0], y - points[k, 1]
-    return dx * normals[k, 0] + dy * normals[k, 1], dx * tangents[k, 0] + dy * tangents[k, 1]
 
 
 @njit(cache=True, nogil=True)
