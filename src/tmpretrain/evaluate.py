@@ -63,7 +63,7 @@ _RESET_STREAM, _RANDOM_STREAM, _SAMPLE_STREAM, _BOOTSTRAP_STREAM = 0, 1, 2, 3
 
 
 class PolicyUnavailable(ExportError):
-    """The export lacks a part the policy needs (e.g. no head file for a Linear-head run)."""
+    """The export lacks a part the policy needs (a Level 0 export, or a head or stack fusion file missing)."""
 
 
 # ----------------------------------------------------------------------------------------------- policies

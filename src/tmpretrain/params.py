@@ -320,7 +320,8 @@ class BCParams(TrainingParams):
         True, "n_stack > 1: recompute stacked frames' activations in backward (memory of n_stack 1)"
     )
     use_actions_head: Bool = _field(
-        True, "true: the agent's A_head layout per offset (exported); false: one Linear per offset (not exported)"
+        True, "true: the agent's A_head layout per offset (exported as actions_head.pt); false: one Linear per offset "
+        "(exported as linear_head.pt, which evaluate drives but the agent cannot load)"
     )
     dense_hidden_dimension: Int = _field(
         AGENT_DENSE_HIDDEN,
