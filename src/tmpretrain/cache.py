@@ -151,10 +151,12 @@ def split_tracks(track_ids: list[str], val_fraction: float, seed: int, test_frac
 # ------------------------------------------------------------------------------------------- ingest
 
 
-def build_cache(params: DataParams, include_floats: bool = False, progress: bool = True) -> dict:
+def build_cache(params: DataParams, *, progress: bool = True) -> dict:
     """Read the capture tree `params.replays_dir` into a frame store at `params.cache_dir`. Returns the report.
 
-    Frames are decoded and resized, and float rows computed, by preprocess.py, which the env shares.
+    Every choice that shapes the store comes from `params` (the size, the split, `params.include_floats`), so the
+    store is a function of the params file and the tree; `progress` only shows a bar. Frames are decoded and
+    resized, and float rows computed, by preprocess.py, which the env shares.
 
     Bad replays are skipped and listed in the report, or stop the build when `params.strict` is set. On any
     failure the previous cache is left as it was and no `<cache_dir>.partial` remains.
@@ -166,12 +168,13 @@ def build_cache(params: DataParams, include_floats: bool = False, progress: bool
     with cache_lock(cache_dir):
         tmp = cache_dir.with_name(cache_dir.name + ".partial")
         try:
-            return _build(params, root, cache_dir, tmp, include_floats, progress)
+            return _build(params, root, cache_dir, tmp, progress)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)  # gone already after a successful build (renamed into place)
 
 
-def _build(params: DataParams, root: Path, cache_dir: Path, tmp: Path, include_floats: bool, progress: bool) -> dict:
+def _build(params: DataParams, root: Path, cache_dir: Path, tmp: Path, progress: bool) -> dict:
+    include_floats = params.include_floats
     replay_dirs, problems = discover_replays(root)
     skipped: list[dict] = []
 
