@@ -39,7 +39,7 @@ def valid_tree(tmp_path_factory) -> tuple[Path, Path]:
     """The corpus's valid tree and its clean store."""
     base = tmp_path_factory.mktemp("valid")
     template = write_valid_tree(base / "replays")
-    build_cache(ingest_params(template, base / "cache", strict=True, workers=1), include_floats=True, progress=False)
+    build_cache(ingest_params(template, base / "cache", strict=True, workers=1, include_floats=True), progress=False)
     return template, base / "cache"
 
 
@@ -56,8 +56,7 @@ def test_whole_corpus_mixed_into_valid_replays_under_spawn(tmp_path, valid_tree,
     clean = stored_replays(valid_tree[1])
     culprits, must_hold = write_mixed_tree(tmp_path / "replays")
     report = build_cache(
-        ingest_params(tmp_path / "replays", tmp_path / "cache", strict=False, workers=2),
-        include_floats=True,
+        ingest_params(tmp_path / "replays", tmp_path / "cache", strict=False, workers=2, include_floats=True),
         progress=False,
     )
     assert sorted(s["path"] for s in report["skipped"]) == sorted(culprits)

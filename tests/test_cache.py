@@ -110,11 +110,22 @@ def test_parallel_ingest_gives_the_same_cache(tmp_path, capture_tree):
 
 
 def test_floats_are_built_from_manifest_meta(tmp_path, capture_tree):
-    build_cache(data_params(tmp_path, capture_tree), include_floats=True, progress=False)
+    build_cache(data_params(tmp_path, capture_tree, include_floats=True), progress=False)
     store = FrameStore.open(tmp_path / "cache")
     assert store.floats.shape == (len(store.frames), 184)
     # leaves in sorted key order: position (3 values) then speed
     assert np.allclose(store.floats[3, :4], [store.frame_time_ms[3], 0.0, 1.0, store.frame_time_ms[3] % 7])
+
+
+def test_include_floats_comes_from_the_params_only(tmp_path, capture_tree):
+    """data.include_floats is the one switch: build_cache takes no argument that could contradict it."""
+    import inspect
+
+    assert "include_floats" not in inspect.signature(build_cache).parameters
+    for on in (False, True):
+        build_cache(data_params(tmp_path / str(on), capture_tree, include_floats=on), progress=False)
+        store = FrameStore.open(tmp_path / str(on) / "cache")
+        assert (store.floats is not None) is on and store.meta["preprocessing"]["include_floats"] is on
 
 
 def test_one_track_is_a_clear_error_naming_val_fraction(tmp_path):

@@ -54,9 +54,14 @@ def test_observation_is_exactly_the_cache_frame_of_the_same_state(tmp_path):
     clean = SynthParams(n_tracks=2, replays_per_track=1, seconds_per_replay=2.0, workers=1, perturbation_rate=0.0)
     generate_dataset(clean, tmp_path / "r")
     data = DataParams(
-        replays_dir=str(tmp_path / "r"), cache_dir=str(tmp_path / "c"), val_fraction=0.5, test_fraction=0.0, workers=1
+        replays_dir=str(tmp_path / "r"),
+        cache_dir=str(tmp_path / "c"),
+        val_fraction=0.5,
+        test_fraction=0.0,
+        include_floats=True,
+        workers=1,
     )
-    build_cache(data, include_floats=True, progress=False)
+    build_cache(data, progress=False)
     store = FrameStore.open(tmp_path / "c")
     rid = 1
     start, count = int(store.replay_frame_start[rid]), int(store.replay_frame_count[rid])

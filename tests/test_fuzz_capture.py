@@ -373,11 +373,12 @@ def test_mutated_replay_is_labelled_like_the_reference_or_refused(tmp_path, temp
         image_width=SIZE,
         val_fraction=0.34,
         test_fraction=0.0,  # a tree of 2-3 tracks: train and val
+        include_floats=True,
         workers=1,  # in this process, where the audit hook sees every open
     )
     _opened = []
     try:
-        report = build_cache(params, include_floats=True, progress=False)
+        report = build_cache(params, progress=False)
     finally:
         opened, _opened = _opened, None
     forbidden = [str((base / "outside").resolve()), str((base / "replays" / "decoy").resolve())]

@@ -27,7 +27,7 @@ FAST = {"epochs": 2, "batch_size": 64, "trainer": {"accelerator": "cpu"}}
 def cache(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("data")
     tree = make_tree(root / "replays", n_tracks=3, replays_per_track=2, n_frames=30, size=40)
-    build_cache(data_params(root, tree, image_height=36, image_width=36), include_floats=True, progress=False)
+    build_cache(data_params(root, tree, image_height=36, image_width=36, include_floats=True), progress=False)
     return root / "cache"
 
 

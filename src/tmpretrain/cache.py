@@ -13,6 +13,8 @@ n_stack costs no frame copies. The cache is built in a temporary directory and r
 an interrupted ingest never leaves a cache that looks valid. Free space is checked before decoding, frames are
 written with plain file writes (a full disk is an error, never a SIGBUS through a memory map), a failed build
 removes its temporary directory, and one lock per cache directory keeps two ingests from sharing it.
+Decoding, resizing and the float rows are preprocess.py's public functions, the ones the simulator env observes
+through (train/eval parity).
 """
 
 from __future__ import annotations
@@ -32,19 +34,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 from tqdm import tqdm
 
-from .capture import MAX_JSON_BYTES, Replay, decode_frame_bytes, discover_replays, read_frame_bytes, read_replay
+from .capture import MAX_JSON_BYTES, Replay, discover_replays, read_frame_bytes, read_replay
 from .errors import DataError, ParamsError
 from .files import read_capped
 from .files import shown as _show
 from .locks import Busy, acquire, release
 from .params import DataParams
 from .paths import check_output_dir, replace_output_dir
+from .preprocess import FLOAT_DIM, decode_frame, float_vectors, resize_frame
 
 FORMAT_VERSION = 1
-FLOAT_DIM = 184
 SPLITS = ("train", "val", "test")
 
 
@@ -55,14 +56,6 @@ SPLITS = ("train", "val", "test")
 class DecodedReplay:
     frames: np.ndarray  # uint8 (n, H, W) at the cache resolution
     file_hashes: list[tuple[str, str]]  # (path relative to the tree root, sha256) of every file read
-
-
-def _resize(frame: np.ndarray, height: int, width: int) -> np.ndarray:
-    if frame.shape == (height, width):
-        return frame
-    # PIL's bilinear filter widens its support when shrinking, i.e. it antialiases.
-    img = Image.fromarray(frame, mode="L").resize((width, height), Image.Resampling.BILINEAR)
-    return np.asarray(img, dtype=np.uint8)
 
 
 def _sha256(path: Path) -> str:
@@ -85,7 +78,7 @@ def _decode_frames(files: list[Path], expected_shape, root: Path, height: int, w
     hashes = []
     for i, path in enumerate(files):
         data = read_frame_bytes(path)  # read once: decoded and hashed from the same bytes
-        frame, kind = decode_frame_bytes(path, data)
+        frame, kind = decode_frame(path, data)
         if expected_shape is None:
             expected_shape = frame.shape
         if frame.shape != expected_shape:
@@ -98,7 +91,7 @@ def _decode_frames(files: list[Path], expected_shape, root: Path, height: int, w
             first_kind = kind
         elif kind != first_kind:
             raise DataError(path, f"{kind} frame in a replay of {first_kind} frames")
-        out[i] = _resize(frame, height, width)
+        out[i] = resize_frame(frame, height, width)
         hashes.append((path.relative_to(root).as_posix(), hashlib.sha256(data).hexdigest()))
     return DecodedReplay(out, hashes)
 
@@ -124,45 +117,6 @@ def _exit_with_parent() -> None:
         os._exit(1)
 
     threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
-
-
-def float_vectors(replay: Replay) -> np.ndarray:
-    """(n_frames, 184) race-state vectors: the numeric leaves of the latest `meta` snapshot at or before each
-    frame (keys sorted, `time_ms` excluded), zero-padded or truncated to the agent's 184 floats.
-    A value that is not a finite float32 refuses the replay (DataError) rather than becoming another number."""
-    out = np.zeros((len(replay.frame_times_ms), FLOAT_DIM), dtype=np.float32)
-    snaps = replay.meta or []  # read_replay checked: objects with increasing numeric time_ms
-    if not snaps:
-        return out
-    times = np.array([m["time_ms"] for m in snaps], dtype=np.float64)
-    vectors = np.zeros((len(snaps), FLOAT_DIM), dtype=np.float32)
-    with np.errstate(over="ignore"):
-        for k, m in enumerate(snaps):
-            leaves = _numeric_leaves(m, FLOAT_DIM)
-            vectors[k, : len(leaves)] = leaves
-            if not np.isfinite(vectors[k]).all():
-                raise DataError(
-                    replay.path / "manifest.json",
-                    f"meta[{k}] holds a value that is not a finite float32 (NaN, inf or huge)",
-                )
-    pick = np.clip(np.searchsorted(times, replay.frame_times_ms, side="right") - 1, 0, len(snaps) - 1)
-    return vectors[pick]
-
-
-def _numeric_leaves(obj, limit: int) -> list[float]:
-    """The first `limit` numeric leaves in order (dict keys sorted, `time_ms` skipped at every level). Iterative,
-    so no nesting depth can overflow the stack."""
-    out: list[float] = []
-    stack = [obj]
-    while stack and len(out) < limit:
-        x = stack.pop()
-        if isinstance(x, bool | int | float):
-            out.append(float(x) if not isinstance(x, int) or abs(x) < 2**128 else float("inf"))
-        elif isinstance(x, dict):
-            stack.extend(x[key] for key in sorted(x, reverse=True) if key != "time_ms")
-        elif isinstance(x, list):
-            stack.extend(reversed(x))
-    return out
 
 
 # ----------------------------------------------------------------------------------------- the split
@@ -197,8 +151,12 @@ def split_tracks(track_ids: list[str], val_fraction: float, seed: int, test_frac
 # ------------------------------------------------------------------------------------------- ingest
 
 
-def build_cache(params: DataParams, include_floats: bool = False, progress: bool = True) -> dict:
+def build_cache(params: DataParams, *, progress: bool = True) -> dict:
     """Read the capture tree `params.replays_dir` into a frame store at `params.cache_dir`. Returns the report.
+
+    Every choice that shapes the store comes from `params` (the size, the split, `params.include_floats`), so the
+    store is a function of the params file and the tree; `progress` only shows a bar. Frames are decoded and
+    resized, and float rows computed, by preprocess.py, which the env shares.
 
     Bad replays are skipped and listed in the report, or stop the build when `params.strict` is set. On any
     failure the previous cache is left as it was and no `<cache_dir>.partial` remains.
@@ -210,12 +168,13 @@ def build_cache(params: DataParams, include_floats: bool = False, progress: bool
     with cache_lock(cache_dir):
         tmp = cache_dir.with_name(cache_dir.name + ".partial")
         try:
-            return _build(params, root, cache_dir, tmp, include_floats, progress)
+            return _build(params, root, cache_dir, tmp, progress)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)  # gone already after a successful build (renamed into place)
 
 
-def _build(params: DataParams, root: Path, cache_dir: Path, tmp: Path, include_floats: bool, progress: bool) -> dict:
+def _build(params: DataParams, root: Path, cache_dir: Path, tmp: Path, progress: bool) -> dict:
+    include_floats = params.include_floats
     replay_dirs, problems = discover_replays(root)
     skipped: list[dict] = []
 

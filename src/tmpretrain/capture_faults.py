@@ -457,7 +457,7 @@ def write_valid_tree(root: Path) -> Path:
     return root
 
 
-def ingest_params(replays_dir: Path, cache_dir: Path, strict: bool, workers: int = 2):
+def ingest_params(replays_dir: Path, cache_dir: Path, strict: bool, workers: int = 2, *, include_floats: bool = False):
     from .params import DataParams
 
     return DataParams(
@@ -468,6 +468,7 @@ def ingest_params(replays_dir: Path, cache_dir: Path, strict: bool, workers: int
         val_fraction=0.34,
         test_fraction=0.0,  # the corpus trees hold 2-3 tracks: train and val only
         strict=strict,
+        include_floats=include_floats,
         workers=workers,
     )
 
@@ -528,9 +529,9 @@ def check_case(case: FaultCase, workdir: Path, template: Path, clean_cache: Path
     answers = {}
     for mode in ("lenient", "strict"):
         cache = workdir / f"cache_{mode}"
-        params = ingest_params(root, cache, strict=mode == "strict", workers=workers)
+        params = ingest_params(root, cache, strict=mode == "strict", workers=workers, include_floats=True)
         try:
-            report = build_cache(params, include_floats=True, progress=False)
+            report = build_cache(params, progress=False)
         except PretrainError as exc:
             answers[mode] = ("error", str(exc))
             continue
@@ -566,7 +567,7 @@ def run_ingest_faults(tmpdir: Path, workers: int = 2, cases: list[FaultCase] | N
     tmpdir = Path(tmpdir)
     template = write_valid_tree(tmpdir / "template")
     clean_cache = tmpdir / "clean_cache"
-    build_cache(ingest_params(template, clean_cache, strict=True, workers=1), include_floats=True, progress=False)
+    build_cache(ingest_params(template, clean_cache, strict=True, workers=1, include_floats=True), progress=False)
     rows = []
     for k, case in enumerate(cases if cases is not None else hostile_replays()):
         workdir = tmpdir / f"case{k:03d}"

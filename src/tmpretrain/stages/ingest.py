@@ -19,7 +19,7 @@ def main() -> None:
     if hasattr(signal, "SIGXFSZ"):  # past a file size limit (ulimit -f) a write fails (an error), not the process
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     start = time.perf_counter()
-    report = build_cache(params.data, include_floats=params.data.include_floats)
+    report = build_cache(params.data)
     seconds = time.perf_counter() - start
     n = report["n_frames"]
     print(

@@ -3,11 +3,11 @@
 One episode is one standing start on one track: the car, physics, renderer and lap timing are exactly those that
 made the synthesized replays (race.py, car.py, render.py). The agent sees what a policy trained on those replays
 saw: the chase-camera frame rendered at the synthesized size, written in the capture format (JPEG by default) and
-read back, then resized by ingest's code, as uint8 (n_stack, H, W), newest frame last, frames `frame_interval_ms`
-apart, the first frame repeated before the episode's start (windows.py's order and padding). With
-`include_floats` the observation is a dict that adds the 184 race-state floats ingest derives from a replay's
-`meta`. Actions are the project's 12 (actions.py); physics runs every 10 ms and each decision is held until the
-next one (`decision_interval_ms`).
+read back, then resized by the functions ingest uses (preprocess.py), as uint8 (n_stack, H, W), newest frame
+last, frames `frame_interval_ms` apart, the first frame repeated before the episode's start (windows.py's order and
+padding). With `include_floats` the observation is a dict that adds the 184 race-state floats ingest derives from a
+replay's `meta`. Actions are the project's 12 (actions.py); physics runs every 10 ms and each decision is held until
+the next one (`decision_interval_ms`).
 
 Reward: metres of credited progress (race.py's track limits: road distance to the last checkpoint gate passed in
 order plus the on-road distance beyond it; leaving the road gives back what was credited beyond the gate).
@@ -34,15 +34,13 @@ from __future__ import annotations
 import weakref
 from collections import deque
 from functools import lru_cache
-from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
 from ..actions import N_ACTIONS
-from ..cache import FLOAT_DIM, _resize, float_vectors
-from ..capture import Replay, decode_frame_bytes, encode_frame
+from ..preprocess import FLOAT_DIM, observation_frame, snapshot_floats
 from .driver import Driver, DriverStyle
 from .generate import META_INTERVAL_MS, get_renderer, get_track
 from .race import STEP_MS, Race, capture_step
@@ -119,7 +117,6 @@ class SynthTrackEnv(gym.Env):
         self.render_size = (int(render_height), int(render_width))
         self.image_size = (int(image_height), int(image_width))
         self.frame_format = frame_format
-        self._frame_name = Path(f"frame{frame_format}")  # names the format for decode_frame_bytes
         self.decision_interval_ms = float(decision_interval_ms)
         self.frame_interval_ms = float(frame_interval_ms or decision_interval_ms)
         self.n_stack, self.include_floats = int(n_stack), bool(include_floats)
@@ -249,12 +246,11 @@ class SynthTrackEnv(gym.Env):
         return self._renderer.render(*state)
 
     def _frame_at_step(self, k: int) -> np.ndarray:
-        """The observed frame of the state after k physics steps: rendered, encoded and decoded, resized."""
+        """The observed frame of the state after k physics steps: rendered, then written and read back as ingest
+        stores a captured frame (preprocess.observation_frame)."""
         if k not in self._frames:
             state = next(s for step, s in self._states if step == k)
-            data = encode_frame(self._render_state(state), self.frame_format)
-            frame, _ = decode_frame_bytes(self._frame_name, data)
-            self._frames[k] = _resize(frame, *self.image_size)
+            self._frames[k] = observation_frame(self._render_state(state), self.frame_format, *self.image_size)
         return self._frames[k]
 
     def _observation(self):
@@ -275,22 +271,8 @@ class SynthTrackEnv(gym.Env):
         return {"frames": frames, "floats": self._floats()}
 
     def _floats(self) -> np.ndarray:
-        """The 184 floats ingest derives from the latest `meta` snapshot (cache.float_vectors)."""
-        t = self._meta["time_ms"]
-        replay = Replay(
-            track_id="",
-            replay_name="",
-            path=Path(),
-            frame_files=[],
-            frame_times_ms=np.array([t], dtype=np.int64),
-            frame_actions=np.array([-1], dtype=np.int16),
-            timeline=None,
-            step_ms=STEP_MS,
-            width=None,
-            height=None,
-            meta=[self._meta],
-        )
-        return float_vectors(replay)[0]
+        """The 184 floats ingest derives from the latest `meta` snapshot (preprocess.snapshot_floats)."""
+        return snapshot_floats(self._meta)
 
     def _info(self, action: int | None, end: str) -> dict:
         race, car = self._race, self._race.car
