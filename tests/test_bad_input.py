@@ -188,6 +188,67 @@ def test_previous_cache_survives_a_failed_ingest(tmp_path):
     assert not (tmp_path / "cache.partial").exists()
 
 
+def _frames_late(m: dict) -> None:
+    for entry in m["entries"]:
+        entry["time_ms"] += 3_000
+
+
+@pytest.mark.parametrize(
+    ("plant", "message"),
+    [
+        (  # frame clock started 3 s after the race: frames 3 s late, past the timeline's end by as much
+            _frames_late,
+            "frames at 3000-12900 ms, actions at 0-9910 ms (the first frame 3000 ms after its start, the last 2990 ms "
+            "after its end; at most 210 ms",
+        ),
+        (  # frames stamped from the capture's start, 3 s into the race: they end 3 s before the timeline
+            lambda m: m.__setitem__("actions", m["actions"] + m["actions"][-1:] * 300),
+            "frames at 0-9900 ms, actions at 0-12910 ms (the first frame 0 ms after its start, the last 3010 ms "
+            "before its end; at most 210 ms",
+        ),
+        (  # a timeline 3 s short of the frames
+            lambda m: m.__setitem__("actions", m["actions"][:-300]),
+            "frames at 0-9900 ms, actions at 0-6910 ms (the first frame 0 ms after its start, the last 2990 ms "
+            "after its end; at most 210 ms",
+        ),
+    ],
+    ids=["frames-3s-late", "frames-end-3s-early", "timeline-3s-short"],
+)
+def test_a_frame_clock_a_few_seconds_off_is_named(tmp_path, plant, message):
+    """70 of 100 frames (or all) lie on the timeline, so the overlap check passes, but each frame would carry the
+    action held 3 s away: strict, one error naming the replay; lenient, that replay skipped and reported."""
+    root = make_tree(tmp_path / "replays", n_tracks=2, replays_per_track=2, n_frames=100, size=16)
+    manifest_path = root / BAD / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    plant(manifest)
+    manifest_path.write_text(json.dumps(manifest))
+    with pytest.raises(DataError) as err:
+        build_cache(data_params(tmp_path, root, strict=True), progress=False)
+    assert str(err.value).startswith(f"{manifest_path}: the frame clock is offset from the action timeline: ")
+    assert message in str(err.value) and "\n" not in str(err.value), str(err.value)
+    report = build_cache(data_params(tmp_path, root, strict=False), progress=False)
+    assert [s["path"] for s in report["skipped"]] == [str(manifest_path)]
+    assert message in report["skipped"][0]["reason"]
+    assert sorted(stored_replays(tmp_path / "cache")) == sorted(
+        p.relative_to(root).as_posix() for p in root.glob("*/*") if p != root / BAD
+    )
+
+
+def test_frame_clocks_within_two_frame_intervals_and_a_step_pass(tmp_path):
+    """The tolerance at its edge: the first frame 210 ms after the first action at 10 fps is fine, 220 ms not."""
+    root = make_tree(tmp_path / "replays", n_tracks=3, replays_per_track=1, n_frames=100, size=16)
+    manifest_path = root / "track0/pos0_bot_1000ms.replay/manifest.json"
+    original = json.loads(manifest_path.read_text())
+    for late, ok in ((210, True), (220, False)):
+        manifest = json.loads(json.dumps(original))
+        manifest["actions"] = manifest["actions"][:1] * (late // 10) + manifest["actions"]  # the end stays put
+        for entry in manifest["entries"]:
+            entry["time_ms"] += late
+        manifest_path.write_text(json.dumps(manifest))
+        report = build_cache(data_params(tmp_path, root, strict=False), progress=False)
+        assert (report["skipped"] == []) is ok, (late, report["skipped"])
+
+
 def _run_ingest(cwd: Path, **kwargs) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "tmpretrain.stages.ingest"], cwd=cwd, capture_output=True, text=True, **kwargs

@@ -14,7 +14,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import yaml
 
 from tmpretrain.cli import main
 from tmpretrain.experiments import (
@@ -33,7 +32,8 @@ from tmpretrain.experiments import (
     select,
     stray_params,
 )
-from tmpretrain.params import parse_params
+from tmpretrain.params import parse_params, read_params_file
+from tmpretrain.yamlio import dump_yaml, parse_yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 PRESETS = ROOT / "presets.yaml"
@@ -63,13 +63,13 @@ def apply_overrides(params: dict, overrides: list[str]) -> dict:
         for part in path:
             node = node[part]
         assert last in node, f"{key} is not a params.yaml key"
-        node[last] = yaml.safe_load(value)
+        node[last] = parse_yaml(value)  # the scalars and lists presets use read as DVC writes them
     return params
 
 
 def presets_params() -> dict:
     data = load_presets(PRESETS)
-    base = yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))
+    base = read_params_file(ROOT / "params.yaml")
     return {name: parse_params(apply_overrides(base, resolve(data, name))) for name in runnable(data)}
 
 
@@ -133,6 +133,38 @@ def test_every_preset_sets_the_same_keys():
         assert keys == first, (name, keys ^ first)
 
 
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("presets:\n  a: {set: [bc.lr=0.1]}\n  a: {set: [bc.lr=0.2]}\n", "duplicate key 'a' (line 3, column 3)"),
+        ("presets:\n  a:\n    set: [bc.lr=0.1]\n    set: []\n", "duplicate key 'set' (line 4, column 5)"),
+        ("families: {}\npresets: {a: {}}\nfamilies: {}\n", "duplicate key 'families' (line 3, column 1)"),
+        ("presets:\n  a: &a {set: [bc.lr=0.1]}\n  b: *a\n", "an alias (*name); write the value itself (line 3"),
+    ],
+    ids=["preset-twice", "set-twice", "top-level-twice", "alias"],
+)
+def test_presets_files_with_a_key_twice_or_an_alias_are_refused_naming_the_file_and_key(tmp_path, text, message):
+    path = tmp_path / "presets.yaml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(PresetError) as err:
+        load_presets(path)
+    assert str(err.value).startswith(f"{path}: not valid YAML (") and message in str(err.value), str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_presets_are_read_as_dvc_reads_yaml(tmp_path):
+    """presets.yaml and params.yaml are one dialect, DVC's (YAML 1.2): DVC's own parser is the reference."""
+    from dvc.utils.serialize import parse_yaml as dvc_parse_yaml
+
+    text = "presets:\n  a: {set: [bc.lr=0.1], note: yes, lr: 1e-3, n: 017}\nfamilies: {f: [a]}\n"
+    path = tmp_path / "presets.yaml"
+    path.write_text(text, encoding="utf-8")
+    ours, dvcs = load_presets(path), dvc_parse_yaml(text, str(path))
+    assert ours == dvcs
+    assert ours["presets"]["a"]["note"] == "yes" and ours["presets"]["a"]["lr"] == 0.001
+    assert ours["presets"]["a"]["n"] == 17
+
+
 def test_command_and_selection():
     data = load_presets(PRESETS)
     cmd = exp_run_command(data, "v1.2", queue=True, extra=["-S", "bc.batch_size=4096"])
@@ -182,7 +214,7 @@ def _exp_show(named: dict[str, dict], extra_metrics: dict | None = None) -> list
             metrics[path] = {"data": data}
         return {"rev": rev, "name": name, "data": {"params": {"params.yaml": {"data": params}}, "metrics": metrics}}
 
-    base = yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))
+    base = read_params_file(ROOT / "params.yaml")
     exps = [{"name": n, "revs": [entry(f"{k:040x}", n, p, k)]} for k, (n, p) in enumerate(named.items())]
     head = entry("f" * 40, "main", base, 99) | {"experiments": exps}
     workspace = entry("workspace", None, base, 99) | {"experiments": None}
@@ -191,7 +223,7 @@ def _exp_show(named: dict[str, dict], extra_metrics: dict | None = None) -> list
 
 def test_table_of_every_preset_fits_120_columns():
     data = load_presets(PRESETS)
-    base = yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))
+    base = read_params_file(ROOT / "params.yaml")
     show = _exp_show({name: apply_overrides(base, resolve(data, name)) for name in runnable(data)})
     rows = experiment_rows(show)
     assert [r["name"] for r in rows][:3] == ["workspace", "main", "v1"]
@@ -216,7 +248,7 @@ def test_table_of_every_preset_fits_120_columns():
 
 def test_table_shows_test_and_driving_metrics_when_present():
     drive = {g: {"completion_rate": 0.5, "progress": 0.8, "lap_time_ratio": 1.2} for g in ("policy", "expert")}
-    base = yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))
+    base = read_params_file(ROOT / "params.yaml")
     show = _exp_show({"a": base, "b": apply_overrides(base, ["bc.lr=0.001"])}, {EVAL_METRICS: drive})
     b_metrics = show[1]["experiments"][1]["revs"][0]["data"]["metrics"][BC_METRICS]["data"]
     b_metrics["test"] = {"acc": 0.42, "loss": 1.3}  # the test split is scored once, on the exported model
@@ -331,10 +363,10 @@ def make_project(dest: Path, tiny: dict = TINY) -> Path:
             shutil.copytree(src, dest / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
         elif src.exists():
             shutil.copy2(src, dest / name)
-    params = yaml.safe_load((dest / "params.yaml").read_text(encoding="utf-8"))
+    params = read_params_file(dest / "params.yaml")
     for group, values in tiny.items():
         params[group].update(values)
-    (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False), encoding="utf-8")
+    (dest / "params.yaml").write_text(dump_yaml(params), encoding="utf-8")
     env = project_env(dest.parent / "dvc-site")
     subprocess.run(["git", "init", "-q"], cwd=dest, check=True, env=env)
     subprocess.run(["dvc", "init", "-q"], cwd=dest, check=True, env=env)

@@ -141,13 +141,19 @@ def reference(manifest, metadata, replay: str, plain: set[str]):
         if type(actions) is not list or any(ref_int(a, 0, 11) is None for a in actions):
             return None
         timeline = [ref_int(a, 0, 11) for a in actions] or None
-    # Label sanity: the frames' median spacing within 25 % of 1000 / fps; at least half the frames on the timeline.
+    # Label sanity: the frames' median spacing within 25 % of 1000 / fps; at least half the frames on the timeline;
     if fps is not None and len(times) >= 2:
         spacing = statistics.median(b - a for a, b in zip(times, times[1:], strict=False))
         if abs(spacing - 1000.0 / fps) > 0.25 * 1000.0 / fps:
             return None
     if timeline is not None and 2 * sum(t < len(timeline) * step for t in times) < len(times):
         return None
+    # ... and the frames' ends within two frame intervals and a step of the timeline's (no clock offset).
+    if timeline is not None:
+        interval = statistics.median(b - a for a, b in zip(times, times[1:], strict=False)) if len(times) > 1 else step
+        tolerance = 2 * interval + step
+        if times[0] > tolerance or abs(len(timeline) * step - times[-1]) > tolerance:
+            return None
     if meta is not None:
         if type(meta) is not list:
             return None

@@ -21,7 +21,15 @@ from conftest import data_params, make_tree
 from tmpretrain.cache import build_cache
 from tmpretrain.errors import ParamsError
 from tmpretrain.faults import _kind, _schema_leaves
-from tmpretrain.params import MAX_SEED, Params, load_params, markdown_reference, parse_params, set_nested
+from tmpretrain.params import (
+    MAX_SEED,
+    Params,
+    load_params,
+    markdown_reference,
+    parse_params,
+    read_params_file,
+    set_nested,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -201,12 +209,12 @@ def test_messages_name_the_key_and_what_is_allowed(raw, message):
     assert message in str(_error(raw))
 
 
-def test_numbers_yaml_1_1_reads_as_text_are_numbers_and_nothing_else_is():
-    assert parse_params({"bc": {"lr": "1e-3"}}).bc.lr == 0.001
-    assert parse_params({"vis": {"vae_beta": "5E+2"}}).vis.vae_beta == 500.0
+def test_text_is_never_a_number():
+    """The file is read as DVC reads it (YAML 1.2: `1e-3` is already a number), so a string at a number key is
+    what the user quoted, or what `dvc exp run -S` wrote quoted: refused, as `dvc exp show` shows it as text."""
     assert parse_params({"bc": {"lr": 1}}).bc.lr == 1.0 and isinstance(parse_params({"bc": {"lr": 1}}).bc.lr, float)
     assert parse_params({"bc": {"epochs": 3.0}}).bc.epochs == 3  # an integral float is the integer it spells
-    for text in ("1e-3x", "0x10", "1_000", ".nan", "inf", "1e999"):
+    for text in ("1e-3", "5E+2", "1e-3x", "0x10", "1_000", ".nan", "inf", "1e999"):
         with pytest.raises(ParamsError, match="bc.lr"):
             parse_params({"bc": {"lr": text}})
 
@@ -218,7 +226,7 @@ def test_yaml_scalars_that_mean_strings():
 
 
 def test_params_files_as_yaml_writes_them(tmp_path):
-    """The text a user writes, through PyYAML (YAML 1.1), to the answer."""
+    """The text a user writes, read as DVC reads it (YAML 1.2), to the answer."""
     path = tmp_path / "params.yaml"
 
     def load(text: str) -> Params:
@@ -231,8 +239,10 @@ def test_params_files_as_yaml_writes_them(tmp_path):
         ("bc: {lr: .nan}\n", "bc.lr: expected a finite number, got nan"),
         ("bc: {dropout: .inf}\n", "bc.dropout: expected a finite number, got inf"),
         ("data: {cache_dir: [data/cache]}\n", "data.cache_dir: expected a path"),
-        ("bc: {epochs: yes}\n", "bc.epochs: expected an integer, got True"),
-        ("bc: {epochs: 1e3}\n", "bc.epochs: expected an integer, got '1e3'"),
+        ("bc: {epochs: yes}\n", "bc.epochs: expected an integer, got 'yes'"),
+        ("bc: {epochs: '1e3'}\n", "bc.epochs: expected an integer, got '1e3'"),
+        ("bc: {lr: '1e-3'}\n", "bc.lr: expected a number, got '1e-3'"),
+        ("data: {strict: yes}\n", "data.strict: expected true or false, got 'yes'"),
         ("bc:\n  lr: 0.1\n  lr: 0.2\n", "not valid YAML: duplicate key 'lr' (line 3, column 3)"),
         ("bc: {lr: 0.1}\nbc: {epochs: 2}\n", "duplicate key 'bc'"),
         ("bc: {epochs: [1,\n", "not valid YAML"),
@@ -245,6 +255,42 @@ def test_params_files_as_yaml_writes_them(tmp_path):
         assert message in str(err.value) and "\n" not in str(err.value), (text[:40], str(err.value))
     path.write_bytes(b"bc: {target: \xff}\n")
     with pytest.raises(ParamsError, match="cannot be read as UTF-8"):
+        load_params(path)
+
+
+@pytest.mark.parametrize(
+    ("text", "key", "meant"),
+    [
+        ("bc: {lr: 1e-3}\n", "bc.lr", 0.001),  # YAML 1.1: the string '1e-3'
+        ("vis: {vae_beta: 5E+2}\n", "vis.vae_beta", 500.0),  # YAML 1.1: the string '5E+2'
+        ("bc: {epochs: 017}\n", "bc.epochs", 17),  # YAML 1.1: octal, 15
+        ("bc: {epochs: 0o17}\n", "bc.epochs", 15),  # YAML 1.1: the string '0o17'
+        ("bc: {batch_size: 1_000}\n", "bc.batch_size", 1000),
+        ("data: {cache_dir: no}\n", "data.cache_dir", "no"),  # YAML 1.1: false
+        ("synth: {out_dir: on}\n", "synth.out_dir", "on"),  # YAML 1.1: true
+    ],
+)
+def test_params_mean_what_dvc_reads(tmp_path, text, key, meant):
+    """Every value is the one DVC reads (and `dvc exp show` shows): DVC's own parser is the reference."""
+    from dvc.utils.serialize import parse_yaml as dvc_parse_yaml
+
+    path = tmp_path / "params.yaml"
+    path.write_text(text, encoding="utf-8")
+    dvc_value = functools.reduce(lambda d, k: d[k], key.split("."), dvc_parse_yaml(text, str(path)))
+    assert dvc_value == meant and type(dvc_value) is type(meant)
+    raw = functools.reduce(lambda d, k: d[k], key.split("."), read_params_file(path))
+    assert raw == dvc_value and type(raw) is type(dvc_value)
+    got = functools.reduce(getattr, key.split("."), load_params(path))
+    assert got == dvc_value and type(got) is type(dvc_value)
+
+
+def test_yes_where_true_or_false_goes_is_refused_as_dvc_reads_it(tmp_path):
+    from dvc.utils.serialize import parse_yaml as dvc_parse_yaml
+
+    path = tmp_path / "params.yaml"
+    path.write_text("data: {strict: yes}\n", encoding="utf-8")
+    assert dvc_parse_yaml(path.read_text(), str(path)) == {"data": {"strict": "yes"}}  # text, not true
+    with pytest.raises(ParamsError, match=r"data.strict: expected true or false, got 'yes'"):
         load_params(path)
 
 

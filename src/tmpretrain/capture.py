@@ -333,6 +333,7 @@ def read_replay(replay_dir: Path) -> Replay:
     frame_times = np.asarray(times, dtype=np.int64)
     _check_frame_spacing(frame_times, fps, metadata_path)
     _check_frames_on_the_timeline(frame_times, timeline, step_ms, manifest_path)
+    _check_frame_clock_offset(frame_times, timeline, step_ms, manifest_path)
 
     return Replay(
         track_id=replay_dir.parent.name,
@@ -380,6 +381,36 @@ def _check_frames_on_the_timeline(times_ms: np.ndarray, timeline, step_ms: int, 
             f"the frame clock does not match the action timeline: {inside} of {len(times_ms)} frames lie within its "
             f"0-{span_ms} ms (frames at {times_ms[0]}-{times_ms[-1]} ms); their labels would be masked",
         )
+
+
+# Frame intervals the frames' ends may lie beyond where the action timeline puts them (below, with one step).
+CLOCK_OFFSET_INTERVALS = 2
+
+
+def _check_frame_clock_offset(times_ms: np.ndarray, timeline, step_ms: int, manifest_path: Path) -> None:
+    """The frames span the action timeline: a capture's frame clock and its timeline both start at the race's
+    0 ms (`actions[k]` is held at k * step_ms) and both run to its end, so with clocks that agree the first frame
+    lies within one frame interval of the first action and the last frame within one interval of the timeline's
+    end (len * step_ms). A frame clock offset by a fraction of the replay (a late start, another origin) passes
+    the overlap check above, yet gives every frame the action of another moment: 3 s off at 10 fps is 30 frames.
+    Tolerance: two frame intervals (a frame dropped at either end, as SPACING_TOLERANCE allows) and one step
+    (the timeline's resolution): 210 ms at 10 fps, 30 ms at 100 fps."""
+    if timeline is None:
+        return
+    span_ms = len(timeline) * step_ms
+    interval = float(np.median(np.diff(times_ms))) if len(times_ms) > 1 else float(step_ms)
+    tolerance = CLOCK_OFFSET_INTERVALS * interval + step_ms
+    first, last = int(times_ms[0]), int(times_ms[-1])
+    late_start, end_gap = first, span_ms - last  # end_gap < 0: frames past the timeline's end
+    if late_start <= tolerance and abs(end_gap) <= tolerance:
+        return
+    ends = f"the last {abs(end_gap)} ms {'before' if end_gap >= 0 else 'after'} its end"
+    raise DataError(
+        manifest_path,
+        f"the frame clock is offset from the action timeline: frames at {first}-{last} ms, actions at 0-{span_ms} "
+        f"ms (the first frame {late_start} ms after its start, {ends}; at most {tolerance:g} ms, two frame "
+        "intervals and a step, with clocks that agree): every label would be the action of another moment",
+    )
 
 
 def _check_meta(meta, manifest_path: Path) -> None:

@@ -7,11 +7,11 @@
 
 Each variant is one hostile input, run the way a user meets it, and judged:
 
-- params: a params.yaml written as a user would (YAML text, PyYAML reads it back) with one bad value, checked by
-  the `validate` stage (the first DVC stage) in a project directory holding stand-ins for earlier results. A clear
-  error is exit 1 with one line naming the key; "handled" is a value YAML 1.1 mangles read back as the number
-  meant. Outputs lost: a stand-in result changed, or invalid params passed `validate` (DVC would then go on and
-  delete the outputs of the stages they change).
+- params: a params.yaml written as a user or DVC would (YAML text, read back as DVC reads it: YAML 1.2) with one
+  bad value, checked by the `validate` stage (the first DVC stage) in a project directory holding stand-ins for
+  earlier results. A clear error is exit 1 with one line naming the key; "handled" is a value YAML 1.1 would
+  mangle (`1e-3` unquoted) read back as the number meant. Outputs lost: a stand-in result changed, or invalid
+  params passed `validate` (DVC would then go on and delete the outputs of the stages they change).
 - exports: a valid export directory with one fault planted, read by `load_export`: a clear error is one
   ExportError line; outputs lost: the directory changed by being read. Writing faults (an exception, a refusal or
   a kill while `replace_when_complete` writes a new export over an older one): outputs lost: the older export
@@ -46,11 +46,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
 from pydantic import BaseModel
 
 from .errors import ExportError
 from .params import set_nested
+from .yamlio import dump_yaml
 
 CLEAR, HANDLED, SKIPPED = "clear error", "handled", "skipped and reported"
 
@@ -145,6 +145,16 @@ def _param(fault_class: str, key: str, value, expect: str | None = None, answer:
     )
 
 
+def _unquoted(fault_class: str, key: str, text: str, expect: str) -> Fault:
+    """`key: <text>` with the text written unquoted, as a user types it (dumping the string would quote it)."""
+    mark = "VALUE-PLACEHOLDER"
+
+    def apply(_):
+        return dump_yaml(_nest(key, mark)).replace(mark, text)
+
+    return Fault(f"params: {fault_class}", f"{key}: {text}", apply, expect, HANDLED, key=key)
+
+
 def _text(fault_class: str, variant: str, text: str | bytes, expect: str) -> Fault:
     return Fault(f"params: {fault_class}", variant, lambda _: text, expect)
 
@@ -161,8 +171,8 @@ def params_faults() -> list[Fault]:
         if kind == "float":
             for v in (math.nan, math.inf, -math.inf):
                 faults.append(_param("non-finite numbers (NaN, inf)", key, v))
-            text = f"{default:e}"  # 5.000000e-04: PyYAML reads it as a string
-            faults.append(_param("numbers YAML 1.1 reads as text (`1e-3`)", key, text, repr(default), HANDLED))
+            text = f"{default:e}".replace(".000000", "")  # 5e-04: YAML 1.1 (PyYAML) reads it as a string
+            faults.append(_unquoted("numbers YAML 1.1 reads as text (`1e-3`)", key, text, repr(default)))
         if kind in ("int", "float"):
             for v in ("fast", "", "nan", "1e3" if kind == "int" else "0x10"):
                 faults.append(_param("text where a number goes", key, v))
@@ -342,7 +352,7 @@ def run_params_faults(tmpdir: Path, faults: list[Fault] | None = None) -> list[d
         elif isinstance(content, str):
             path.write_text(content, encoding="utf-8")
         else:
-            path.write_text(yaml.safe_dump(content, allow_unicode=True), encoding="utf-8")
+            path.write_text(dump_yaml(content), encoding="utf-8")
         try:
             code, err = _run_validate(project)
         except Exception:
@@ -944,7 +954,7 @@ def run_override_faults(tmpdir: Path, faults: list[Fault]) -> list[dict]:
     for folder in ("mynotes", "src"):
         (project / folder).mkdir(parents=True)
         (project / folder / "keep.txt").write_text("a user's file\n", encoding="utf-8")
-    (project / "params.yaml").write_text(yaml.safe_dump(as_dict(Params()), sort_keys=False), encoding="utf-8")
+    (project / "params.yaml").write_text(dump_yaml(as_dict(Params())), encoding="utf-8")
     rows = []
     for fault in faults:
         before = _tree(project)

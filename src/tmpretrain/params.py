@@ -7,10 +7,10 @@ means what the default pipeline does. Each field's description is the reference 
 Validation happens before any work starts (the `validate` stage, then every stage again): an unknown key, a wrong
 type, a non-finite or out-of-range number, a cross-field conflict or an accelerator this machine lacks raises one
 ParamsError naming the full key and what is allowed. Types are strict: YAML's `01`, `[data/cache]` or `yes` never
-silently become another value. The one leniency is where YAML 1.1 (PyYAML) loses a number: `lr: 1e-3` reads as the
-string "1e-3", which a float key accepts as 0.001.
+silently become another value. The file is read as DVC reads it (YAML 1.2, `yamlio`), so every value is the one
+`dvc exp show` shows: `lr: 1e-3` is the number 0.001, `yes` is a string.
 
-This module imports pydantic and yaml only (torch just to look for a requested GPU), so validating is fast.
+This module imports pydantic and ruamel.yaml only (torch just to look for a requested GPU), so validating is fast.
 """
 
 from __future__ import annotations
@@ -22,22 +22,18 @@ import re
 from pathlib import Path
 from typing import Annotated, Literal
 
-import yaml
 from annotated_types import Ge, Le
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .convs import MIN_IMAGE_SIDE
 from .errors import ParamsError
-from .files import read_capped
+from .yamlio import YamlError, YamlTooDeep, read_yaml
 
 PARAMS_FILE = Path("params.yaml")
 GROUPS = ("synth", "data", "vis", "bc", "eval", "rl")
 MAX_SEED = 2**32 - 1  # Lightning's seed_everything silently replaces a larger seed by 0
 MAX_PARAMS_BYTES = 1 << 20  # the shipped params.yaml is 3 KB
 AGENT_DENSE_HIDDEN = 1024  # the agent's dense_hidden_dimension: its A_head hidden width is half of it
-
-# A decimal number as text. PyYAML (YAML 1.1) reads `1e-3` or `5E+2` as strings; YAML 1.2 and the user mean numbers.
-_NUMBER_TEXT = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
 
 
 class _Rule(ValueError):
@@ -61,8 +57,6 @@ def _show(value) -> str:
 
 
 def _finite_number(value):
-    if isinstance(value, str) and _NUMBER_TEXT.fullmatch(value.strip()):
-        value = float(value)
     if isinstance(value, str) and value.strip().lower().lstrip("+-.") in ("nan", "inf", "infinity"):
         # `dvc exp run -S bc.lr=.nan` writes the text '.nan'
         raise ValueError(f"expected a finite number, got {_show(value)}")
@@ -621,46 +615,19 @@ def parse_params(raw) -> Params:
         raise _params_error(exc.errors()[0]) from None
 
 
-class StrictLoader(yaml.SafeLoader):
-    """PyYAML keeps the last of two equal keys; a second `lr:` in one group is a mistake to report. And it expands
-    aliases without bound (a few lines of nested `*a` make gigabytes: the "billion laughs"); params and presets
-    are a few keys written by hand or by `dvc exp run -S`, which never need one, so an alias is refused."""
-
-    def compose_node(self, parent, index):
-        if self.check_event(yaml.AliasEvent):
-            mark = self.peek_event().start_mark
-            raise yaml.composer.ComposerError(None, None, "an alias (*name); write the value itself", mark)
-        return super().compose_node(parent, index)
-
-    def construct_mapping(self, node, deep=False):
-        seen = set()
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)
-            if isinstance(key, str | int | float | bool) and key in seen:
-                raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
-            seen.add(key)
-        return super().construct_mapping(node, deep=deep)
-
-
 def read_params_file(path: Path | str = PARAMS_FILE) -> dict:
     """The raw mapping in a params file (empty file: {}); unreadable or invalid YAML raises ParamsError."""
     path = Path(path)
     try:
-        text = read_capped(path, MAX_PARAMS_BYTES).decode("utf-8")
-        raw = yaml.load(text, Loader=StrictLoader)  # noqa: S506 (a SafeLoader)
+        raw = read_yaml(path, MAX_PARAMS_BYTES)
     except FileNotFoundError:
         raise ParamsError("<file>", f"{path} not found (run from the repository root)") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ParamsError("<file>", f"{path} cannot be read as UTF-8 text ({exc})") from None
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        what = ": ".join(part for part in (exc.context, exc.problem) if part)
-        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
-        raise ParamsError("<file>", f"{path} is not valid YAML: {what}{where}") from None
-    except yaml.YAMLError as exc:
-        raise ParamsError("<file>", f"{path} is not valid YAML: {' '.join(str(exc).split())}") from None
-    except RecursionError:
+    except YamlTooDeep:
         raise ParamsError("<file>", f"{path} is nested too deeply to be params") from None
+    except YamlError as exc:
+        raise ParamsError("<file>", f"{path} is not valid YAML: {exc}") from None
     return {} if raw is None else raw
 
 
@@ -771,9 +738,10 @@ def markdown_reference() -> str:
         "Every key of every group, as the schema in `src/tmpretrain/params.py` validates it. Set one for a run with",
         "`tmpretrain exp run -S bc.lr=0.0002` (`dvc exp run` with the values checked first: docs/experiments.md);",
         "`python -m tmpretrain.stages.validate` checks a params.yaml without running anything. Numbers must be",
-        "finite; integers may be written `2.0` but not `2.5`; `1e-3` is a number (PyYAML reads it as text, the",
-        "schema reads it back); a key the schema does not know, a wrong type or a value outside the range is one",
-        "error line naming the key.",
+        "finite; integers may be written `2.0` but not `2.5`. The file is read as DVC reads it (YAML 1.2), so a value",
+        "means what `dvc exp show` shows: `1e-3` is the number 0.001, `yes` and `on` are text, `017` is 17. A key",
+        "the schema does not know, a wrong type or a value outside the range is one error line naming the key; a",
+        "key twice in one mapping or an alias (`*name`) is refused.",
         "",
     ]
     defaults = Params()

@@ -18,11 +18,10 @@ import textwrap
 from pathlib import Path
 
 import pandas as pd
-import yaml
 
 from ..errors import PretrainError
-from ..files import read_capped
-from ..params import MAX_PARAMS_BYTES, PARAMS_FILE, StrictLoader, flatten, load_params, read_params_file
+from ..params import MAX_PARAMS_BYTES, PARAMS_FILE, flatten, load_params, read_params_file
+from ..yamlio import YamlError, parse_yaml, read_yaml
 
 PRESETS_FILE = Path("presets.yaml")
 
@@ -32,12 +31,13 @@ class PresetError(PretrainError):
 
 
 def load_presets(path: Path | str = PRESETS_FILE) -> dict:
+    """presets.yaml read as DVC reads params.yaml (YAML 1.2; a key twice or an alias refused); PresetError else."""
     try:
-        data = yaml.load(read_capped(path, MAX_PARAMS_BYTES).decode("utf-8"), Loader=StrictLoader)  # noqa: S506
+        data = read_yaml(path, MAX_PARAMS_BYTES)
     except (OSError, UnicodeDecodeError) as exc:
         raise PresetError(f"{path}: cannot be read as UTF-8 text ({exc})") from None
-    except yaml.YAMLError as exc:
-        raise PresetError(f"{path}: not valid YAML ({' '.join(str(exc).split())[:300]})") from None
+    except YamlError as exc:
+        raise PresetError(f"{path}: not valid YAML ({str(exc)[:300]})") from None
     if not isinstance(data, dict) or not isinstance(data.get("presets"), dict):
         raise PresetError(f"{path}: expected a mapping with a `presets` mapping")
     return data
@@ -107,7 +107,13 @@ def stray_params(overrides: list[str], params_file: Path = Path("params.yaml")) 
         ).stdout
     except (subprocess.CalledProcessError, FileNotFoundError):
         return []
-    head = flatten(yaml.safe_load(committed))
+    try:
+        committed_params = parse_yaml(committed)  # as DVC reads it, like the workspace file below
+    except YamlError:
+        return []
+    if not isinstance(committed_params, dict | None):  # not a params mapping: nothing to compare
+        return []
+    head = flatten(committed_params)
     work = flatten(read_params_file(params_file))
     covered = {override_key(o) for o in overrides}
     differing = {k for k in head.keys() | work.keys() if head.get(k) != work.get(k)}

@@ -12,13 +12,13 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import yaml
 
 from ..actions import ACTION_NAMES
 from ..cache import FrameStore
 from ..errors import PretrainError
 from ..metrics import majority_baseline, offset0_baseline, offset_label, previous_action_baseline
 from ..windows import build_samples
+from ..yamlio import YamlError, parse_yaml
 
 BC_DIR = "reports/bc"
 CURVES_DIR = f"{BC_DIR}/plots/metrics"
@@ -82,7 +82,7 @@ class _Reader:
         clone has no outputs of any revision in its cache."""
         if self.fs is None or not self.exists("dvc.lock"):
             return []
-        lock = yaml.safe_load(self.read_text("dvc.lock")) or {}
+        lock = parse_yaml(self.read_text("dvc.lock"), aliases=True) or {}  # as DVC wrote it
         cache = _repo(self.root).cache.local
         return [
             out["path"]
@@ -262,10 +262,12 @@ def load_run(rev: str, root: Path | str = ".", label: str | None = None, baselin
     check_outputs_cached([rev], root)
     reader = _Reader(rev, root)
     try:
-        params = yaml.safe_load(reader.read_text("params.yaml"))
+        params = parse_yaml(reader.read_text("params.yaml"))  # the values `dvc exp show` shows
         metrics = json.loads(reader.read_text(f"{BC_DIR}/metrics.json"))
     except FileNotFoundError as exc:
         raise ReportError(f"{rev}: {exc.filename or exc} not found; has pretrain_bc run there?") from None
+    except YamlError as exc:
+        raise ReportError(f"{rev}: params.yaml is not valid YAML: {exc}") from None
     curves = read_curves(reader, CURVES_DIR)
     if curves.empty:
         raise ReportError(f"{rev}: no per-epoch curves under {CURVES_DIR} (has pretrain_bc run there?)")

@@ -5,7 +5,8 @@ save the previous results: this stage runs first (every other stage depends on i
 on invalid params, and DVC then stops before touching models/, reports/ or data/cache. Its output is constant, so
 a params change reruns it without invalidating stages whose own params did not change.
 
-Fast on purpose: it imports pydantic and yaml, not torch (torch only to look for a GPU that params ask for).
+Fast on purpose: it imports pydantic and ruamel.yaml, not torch or DVC (torch only to look for a GPU that params
+ask for).
 """
 
 from __future__ import annotations
