@@ -291,8 +291,8 @@ def _cut_timeline(fraction: int) -> Callable[[object], None]:
     return lambda m: m.__setitem__("actions", m["actions"][: len(m["actions"]) // fraction])
 
 
-def _extend_timeline(steps: int) -> Callable[[object], None]:
-    return lambda m: m.__setitem__("actions", m["actions"] + m["actions"][-1:] * steps)
+def _delay_timeline(steps: int) -> Callable[[object], None]:
+    return lambda m: m.__setitem__("actions", m["actions"][:1] * steps + m["actions"])
 
 
 def hostile_replays() -> list[FaultCase]:
@@ -447,9 +447,10 @@ def hostile_replays() -> list[FaultCase]:
         FaultCase("labels", "fps 4 for frames 100 ms apart", metadata("fps", 4)),
         FaultCase("labels", "frame clock 10 min after the action timeline (every label masked)", _shift_clock(600_000)),
         FaultCase("labels", "action timeline covering a fifth of the frames", manifest(_cut_timeline(5))),
-        # most frames still on the timeline, but every label that of another moment (the frames' ends are off)
-        FaultCase("labels", "frame clock 300 ms after the action timeline (3 frames at 10 fps)", _shift_clock(300)),
-        FaultCase("labels", "action timeline running 300 ms past the last frame", manifest(_extend_timeline(30))),
+        # most frames still on the timeline, but every label that of another moment (the entries' action_idx
+        # match the timeline 3 s away)
+        FaultCase("labels", "frame clock 3 s after the action timeline", _shift_clock(3_000)),
+        FaultCase("labels", "action timeline starting 3 s late", manifest(_delay_timeline(300))),
     ]
 
 
