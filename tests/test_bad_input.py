@@ -1,4 +1,4 @@
-"""The bad-input corpus (tmpretrain.capture_faults, shared with the fault table): each hostile replay is skipped and
+"""The bad-input corpus (support/capture_faults.py, shared with the fault table): each hostile replay is skipped and
 reported with the path at fault, or stops ingest with one line when data.strict is on; never a traceback, never a
 wrong frame or label in the store, never a half-built cache left behind. At data.workers 1 and 2 (the shipped
 value), and the whole corpus mixed into valid replays under the spawn start method (Windows has no fork)."""
@@ -20,8 +20,7 @@ import pytest
 import yaml
 
 from conftest import data_params, make_tree
-from tmpretrain.cache import FrameStore, build_cache
-from tmpretrain.capture_faults import (
+from support.capture_faults import (
     check_case,
     hostile_replays,
     ingest_params,
@@ -29,6 +28,7 @@ from tmpretrain.capture_faults import (
     write_mixed_tree,
     write_valid_tree,
 )
+from tmpretrain.cache import FrameStore, build_cache
 from tmpretrain.errors import DataError
 
 BAD = "track1/pos0_bot_1000ms.replay"  # a replay of conftest.make_tree

@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from support.judges import judge_ingest
 from tmpretrain.capture import MAX_FRAME_PIXELS, MAX_JSON_BYTES
 from tmpretrain.errors import PretrainError
 
@@ -524,7 +525,8 @@ def check_case(case: FaultCase, workdir: Path, template: Path, clean_cache: Path
     culprit = case.plant(root / PLANTED)
     clean = stored_replays(clean_cache)
     expected = {k: v for k, v in clean.items() if case.keeps_replay or k != PLANTED}
-    row = {"fault_class": case.fault_class, "variant": case.variant, "traceback": False, "wrong_result": False}
+    row = {"fault_class": case.fault_class, "variant": case.variant, "traceback": False, "hang": False}
+    row["wrong_result"] = False
     answers = {}
     for mode in ("lenient", "strict"):
         cache = workdir / f"cache_{mode}"
@@ -543,16 +545,7 @@ def check_case(case: FaultCase, workdir: Path, template: Path, clean_cache: Path
     # a failed build leaves the previous store as it was, and nothing half-built
     row["outputs_lost"] = answers["strict"][0] != "report" and _files(workdir / "cache_strict") != _files(clean_cache)
     row["wrong_result"] |= any(workdir.glob("cache_*.partial")) or any(workdir.glob("cache_*.holder"))
-    (lenient, lenient_answer), (strict, strict_answer) = answers["lenient"], answers["strict"]
-    if culprit is None:  # nothing to report: both builds store every replay
-        handled = lenient == strict == "report" and lenient_answer == strict_answer == []
-        row["outcome"] = "handled" if handled else "wrong answer"
-        row["detail"] = "read as a valid replay"
-    else:
-        reported = lenient == "report" and [s["path"] for s in lenient_answer] == [str(culprit)]
-        clear = strict == "error" and str(culprit) in strict_answer and "\n" not in strict_answer
-        row["outcome"] = "skipped and reported" if reported and clear else "wrong answer"
-        row["detail"] = lenient_answer[0]["reason"] if reported else f"{lenient_answer!r} / {strict_answer!r}"
+    row["outcome"], row["detail"] = judge_ingest(culprit, answers["lenient"], answers["strict"])
     row["wrong_result"] |= row["outcome"] == "wrong answer"
     return row
 

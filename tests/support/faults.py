@@ -25,14 +25,14 @@ Each variant is one hostile input, run the way a user meets it, and judged:
 - ingest: `support.capture_faults.run_ingest_faults` (hostile replays in a real capture tree, data.workers 2).
 
 A traceback is any other exception; a wrong result is a bad input accepted, or an answer about another key/file.
-The command exits 1 when any row has a traceback, a wrong result or a lost output.
+The command exits 1 when any row has a traceback, a hang, a wrong result or a lost output (the judges:
+support/judges.py).
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import hashlib
 import inspect
 import io
 import json
@@ -45,47 +45,23 @@ import tempfile
 import traceback
 import typing
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 from pydantic import BaseModel
 
+from support.judges import (
+    CLEAR,
+    HANDLED,
+    Fault,
+    clean,
+    judge_message,
+    judge_traceback,
+)
+from support.judges import row as _row
+from support.judges import tree as _tree
 from tmpretrain.errors import ExportError
 from tmpretrain.params import set_nested
-
-CLEAR, HANDLED, SKIPPED = "clear error", "handled", "skipped and reported"
-
-
-@dataclass(frozen=True)
-class Fault:
-    fault_class: str
-    variant: str
-    apply: Callable[[Path], object]  # plants the fault (params: returns the params.yaml text or mapping)
-    expect: str  # the key / fragment a clear error must name; for HANDLED variants the value expected back
-    answer: str = CLEAR
-    key: str = ""  # params: the key the fault is planted at
-
-
-def _row(fault: Fault, outcome: str, *, tb: bool = False, wrong: bool = False, lost: bool = False, detail=""):
-    return {
-        "fault_class": fault.fault_class,
-        "variant": fault.variant,
-        "outcome": outcome,
-        "traceback": tb,
-        "wrong_result": wrong,
-        "outputs_lost": lost,
-        "detail": detail,
-    }
-
-
-def _tree(root: Path) -> dict[str, str]:
-    return {
-        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(root.rglob("*"))
-        if p.is_file()
-    }
-
 
 # ------------------------------------------------------------------------------------------------- params
 
@@ -348,7 +324,7 @@ def run_params_faults(tmpdir: Path, faults: list[Fault] | None = None) -> list[d
         try:
             code, err = _run_validate(project)
         except Exception:
-            rows.append(_row(fault, "traceback", tb=True, detail=traceback.format_exc(limit=-1).splitlines()[-1]))
+            rows.append(judge_traceback(fault))
             continue
         after = _tree(project / "models") | _tree(project / "reports") | _tree(project / "data")
         changed = {k: v for k, v in after.items() if k != "params.validated" and before.get(k) != v}
@@ -727,11 +703,10 @@ def run_export_faults(tmpdir: Path, faults: list[Fault] | None = None, writes: l
             load_export(export)
             rows.append(_row(fault, "accepted", wrong=True, detail="load_export returned"))
         except ExportError as exc:
-            named = fault.expect in str(exc) and "\n" not in str(exc)
             lost = _tree(export.parent) != before
-            rows.append(_row(fault, CLEAR if named else "unclear error", wrong=not named, lost=lost, detail=str(exc)))
+            rows.append(judge_message(fault, str(exc), named=fault.expect in str(exc), lost=lost))
         except Exception:
-            rows.append(_row(fault, "traceback", tb=True, detail=traceback.format_exc(limit=-1).splitlines()[-1]))
+            rows.append(judge_traceback(fault))
         shutil.rmtree(export.parent, ignore_errors=True)
     for k, (fault, write) in enumerate(writes if writes is not None else export_write_faults()):
         export = tmpdir / f"write{k:03d}" / "bc"
@@ -866,11 +841,10 @@ def run_store_faults(tmpdir: Path, faults: list[Fault]) -> list[dict]:
             FrameStore.open(store)
             rows.append(_row(fault, "accepted", wrong=True, detail="FrameStore.open returned"))
         except DataError as exc:
-            named = str(exc).startswith(str(store / fault.expect)) and "\n" not in str(exc)
-            lost = _tree(store) != before
-            rows.append(_row(fault, CLEAR if named else "unclear error", wrong=not named, lost=lost, detail=str(exc)))
+            named = str(exc).startswith(str(store / fault.expect))
+            rows.append(judge_message(fault, str(exc), named=named, lost=_tree(store) != before))
         except Exception:
-            rows.append(_row(fault, "traceback", tb=True, detail=traceback.format_exc(limit=-1).splitlines()[-1]))
+            rows.append(judge_traceback(fault))
         shutil.rmtree(store, ignore_errors=True)
     return rows
 
@@ -916,7 +890,7 @@ def run_checkpoint_faults(tmpdir: Path, faults: list[Fault]) -> list[dict]:
             wrong = resumed is not None or not warned or (directory / EpochCheckpoint.FILE).exists()
             rows.append(_row(fault, HANDLED, wrong=wrong, lost=not kept, detail=err.getvalue().strip()))
         except Exception:
-            rows.append(_row(fault, "traceback", tb=True, detail=traceback.format_exc(limit=-1).splitlines()[-1]))
+            rows.append(judge_traceback(fault))
     return rows
 
 
@@ -961,11 +935,10 @@ def run_override_faults(tmpdir: Path, faults: list[Fault]) -> list[dict]:
                 check_overrides(fault.apply())
             rows.append(_row(fault, "accepted", wrong=True, lost=True, detail="DVC would have run"))
         except PresetError as exc:
-            named = fault.expect in str(exc) and "\n" not in str(exc)
             lost = _tree(project) != before
-            rows.append(_row(fault, CLEAR if named else "unclear error", wrong=not named, lost=lost, detail=str(exc)))
+            rows.append(judge_message(fault, str(exc), named=fault.expect in str(exc), lost=lost))
         except Exception:
-            rows.append(_row(fault, "traceback", tb=True, detail=traceback.format_exc(limit=-1).splitlines()[-1]))
+            rows.append(judge_traceback(fault))
     return rows
 
 
@@ -1039,25 +1012,23 @@ def run(groups: list[str], sample: int | None = None) -> list[dict]:
 
 def table(rows: list[dict]) -> str:
     lines = [
-        "| fault class | variants | answer | tracebacks | wrong results | outputs lost |",
-        "|---|---:|---|---:|---:|---:|",
+        "| fault class | variants | answer | tracebacks | hangs | wrong results | outputs lost |",
+        "|---|---:|---|---:|---:|---:|---:|",
     ]
     classes: dict[str, list[dict]] = {}
     for r in rows:
         classes.setdefault(r["fault_class"], []).append(r)
+
+    def counts(group: list[dict]) -> list[int]:
+        return [sum(bool(r.get(k)) for r in group) for k in ("traceback", "hang", "wrong_result", "outputs_lost")]
+
     for name, group in classes.items():
         outcomes: dict[str, int] = {}
         for r in group:
             outcomes[r["outcome"]] = outcomes.get(r["outcome"], 0) + 1
         answer = next(iter(outcomes)) if len(outcomes) == 1 else ", ".join(f"{o} ({n})" for o, n in outcomes.items())
-        lines.append(
-            f"| {name} | {len(group)} | {answer} | {sum(bool(r['traceback']) for r in group)} | "
-            f"{sum(bool(r['wrong_result']) for r in group)} | {sum(bool(r.get('outputs_lost')) for r in group)} |"
-        )
-    lines.append(
-        f"| **total** | **{len(rows)}** | | **{sum(bool(r['traceback']) for r in rows)}** | "
-        f"**{sum(bool(r['wrong_result']) for r in rows)}** | **{sum(bool(r.get('outputs_lost')) for r in rows)}** |"
-    )
+        lines.append(f"| {name} | {len(group)} | {answer} | " + " | ".join(map(str, counts(group))) + " |")
+    lines.append(f"| **total** | **{len(rows)}** | | " + " | ".join(f"**{n}**" for n in counts(rows)) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -1081,7 +1052,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = run(args.groups, args.sample)
     text = table(rows)
     print(text, end="")
-    bad = [r for r in rows if r["traceback"] or r["wrong_result"] or r.get("outputs_lost")]
+    bad = [r for r in rows if not clean(r)]
     for r in bad:
         print(f"FAILED {r['fault_class']} / {r['variant']}: {r['outcome']}: {r.get('detail', '')}", file=sys.stderr)
     if args.update and not bad:
