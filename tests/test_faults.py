@@ -10,7 +10,6 @@ from collections import Counter
 from pathlib import Path
 
 from support.capture_faults import hostile_replays
-from support.judges import clean
 from support.faults import (
     CHECKPOINT,
     HANDLED,
@@ -20,6 +19,8 @@ from support.faults import (
     params_faults,
     run_input_faults,
 )
+from support.judges import CLEAR, clean
+from support.workspace_faults import CONCURRENT, META, run_workspace_faults, workspace_faults
 
 REPO = Path(__file__).resolve().parents[1]
 ROW = re.compile(
@@ -58,6 +59,7 @@ def test_the_table_in_the_docs_is_the_corpus():
     docs = _rows((REPO / "docs/reliability.md").read_text(encoding="utf-8"))
     counts = Counter(f.fault_class for f in params_faults() + export_faults() + input_faults())
     counts.update(f.fault_class for f, _ in export_write_faults())
+    counts.update(f.fault_class for f in workspace_faults())
     counts.update(f"ingest: {case.fault_class}" for case in hostile_replays())
     assert {cls: int(row["n"]) for cls, row in docs.items()} == dict(counts)
     for cls, row in docs.items():
@@ -70,3 +72,13 @@ def test_damaged_stores_and_checkpoints_and_refused_overrides_are_answered(tmp_p
     bad = [r for r in rows if not clean(r)]
     assert not bad, "\n".join(f"{r['fault_class']} / {r['variant']}: {r['outcome']}: {r['detail']}" for r in bad)
     assert {r["outcome"] for r in rows if r["fault_class"] == CHECKPOINT} == {HANDLED}
+
+
+def test_workspace_faults_that_need_no_training_are_answered(tmp_path):
+    """The workspace group's quick variants (two runs in one workspace, a pretrain_meta.json that is not a file);
+    the others are the tests' own cases (test_resume, test_output_room, test_bad_input, test_reports) run again."""
+    faults = [f for f in workspace_faults() if f.fault_class in (CONCURRENT, META)]
+    rows = run_workspace_faults(tmp_path, faults)
+    assert [r["variant"] for r in rows] == [f.variant for f in faults]
+    bad = [r for r in rows if not clean(r) or r["outcome"] != CLEAR]
+    assert not bad, "\n".join(f"{r['fault_class']} / {r['variant']}: {r['outcome']}: {r['detail']}" for r in bad)

@@ -22,6 +22,10 @@ Each variant is one hostile input, run the way a user meets it, and judged:
   file); a damaged resume checkpoint met by the resume logic (handled: set aside byte for byte with one warning,
   nothing resumed); `-S` overrides `validate` refuses, passed to `tmpretrain exp run` (a clear error before DVC
   starts; outputs lost: params.yaml or a user's folder changed).
+- workspace: support.workspace_faults: a signal to a training stage, a read-only models/ and a full disk, two runs
+  in one workspace, pretrain_meta.json a FIFO or a link to /dev/zero, a capture tree without permissions (as root
+  too), comparisons of results not in the DVC cache; each through the stage's command or `tmpretrain`, in a process
+  of its own (a hang: killed past its time). The setups are the tests' (support.setups).
 - ingest: `support.capture_faults.run_ingest_faults` (hostile replays in a real capture tree, data.workers 2).
 
 A traceback is any other exception; a wrong result is a bad input accepted, or an answer about another key/file.
@@ -60,6 +64,7 @@ from support.judges import (
 )
 from support.judges import row as _row
 from support.judges import tree as _tree
+from support.workspace_faults import run_workspace_faults, workspace_faults
 from tmpretrain.errors import ExportError
 from tmpretrain.params import set_nested
 
@@ -1001,6 +1006,9 @@ def run(groups: list[str], sample: int | None = None) -> list[dict]:
         if "inputs" in groups:
             (tmp / "inputs").mkdir()
             rows += run_input_faults(tmp / "inputs", _sample(input_faults(), sample))
+        if "workspace" in groups:
+            (tmp / "workspace").mkdir()
+            rows += run_workspace_faults(tmp / "workspace", _sample(workspace_faults(), sample))
         if "ingest" in groups:
             (tmp / "ingest").mkdir()
             ingest = run_ingest(tmp / "ingest", sample)
@@ -1044,7 +1052,7 @@ def update_doc(path: Path, text: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="tmpretrain faults", description=__doc__.splitlines()[0])
-    groups = ["params", "exports", "inputs", "ingest"]
+    groups = ["params", "exports", "inputs", "workspace", "ingest"]
     ap.add_argument("--groups", nargs="+", choices=groups, default=groups)
     ap.add_argument("--sample", type=int, metavar="N", help="at most N variants per fault class")
     ap.add_argument("--update", type=Path, metavar="DOC", help="write the table into DOC between its markers")
