@@ -1,4 +1,5 @@
-"""Tiny real capture trees written with the capture writer, for fast tests of ingest and training."""
+"""Tiny real capture trees (the product's tree writer, tmpretrain.synthetic.trees), for fast tests of ingest and
+training."""
 
 from __future__ import annotations
 
@@ -8,54 +9,23 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tmpretrain.capture import write_replay
 from tmpretrain.params import DataParams
+from tmpretrain.synthetic.trees import write_coded_replay, write_tree
 
 # Tests that start DVC must not report analytics.
 os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 
 
-def make_replay(
-    path: Path,
-    n_frames: int = 12,
-    fps: float = 10,
-    size: int = 24,
-    seed: int = 0,
-    legacy: bool = False,
-    ext: str = ".jpeg",
-    with_timeline: bool = True,
-) -> np.ndarray:
-    """One replay whose frame brightness encodes the action held at its time (so a model can learn it).
-    Returns the action timeline (one id per 10 ms step)."""
-    rng = np.random.default_rng(seed)
-    step_ms = 10
-    interval = int(round(1000 / fps))
-    n_steps = (n_frames - 1) * interval // step_ms + 1
-    # Runs of actions 20-60 ms long, drawn from a few classes.
-    timeline = np.repeat(rng.choice([0, 1, 2, 3], size=n_steps), rng.integers(2, 7, size=n_steps))[:n_steps]
-    times = [i * interval for i in range(n_frames)]
-    frames = []
-    for t in times:
-        a = int(timeline[t // step_ms])
-        frame = rng.integers(0, 40, size=(size, size)) + 50 * a
-        frames.append(frame.astype(np.uint8))
-    write_replay(
-        path,
-        frames,
-        times,
-        timeline if with_timeline or not legacy else timeline,
-        fps=fps,
-        legacy_manifest=legacy,
-        ext=ext,
-        meta=[{"time_ms": t, "speed": float(t % 7), "position": [float(t), 0.0, 1.0]} for t in times],
-    )
-    return timeline
+def make_replay(path: Path, n_frames: int = 12, **options) -> np.ndarray:
+    """One replay whose frame brightness encodes the action held at its time (so a model can learn it), written by
+    the product's tree writer (options: fps, size, seed, legacy, ext). Returns the action timeline (one id per
+    10 ms step)."""
+    return write_coded_replay(path, n_frames, **options)
 
 
-def make_tree(root: Path, n_tracks: int = 3, replays_per_track: int = 2, **kwargs) -> Path:
-    for t in range(n_tracks):
-        for r in range(replays_per_track):
-            make_replay(root / f"track{t}" / f"pos{r}_bot_{1000 + r}ms.replay", seed=100 * t + r, **kwargs)
+def make_tree(root: Path, n_tracks: int = 3, replays_per_track: int = 2, n_frames: int = 12, size: int = 24, **kw):
+    """track0..: pos0_bot_1000ms.replay, ... of coded frames (the product's writer)."""
+    write_tree(root, n_tracks, replays_per_track, n_frames, size, frames="coded", **kw)
     return root
 
 

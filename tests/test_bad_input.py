@@ -1,4 +1,4 @@
-"""The bad-input corpus (tmpretrain.capture_faults, shared with the fault table): each hostile replay is skipped and
+"""The bad-input corpus (support/capture_faults.py, shared with the fault table): each hostile replay is skipped and
 reported with the path at fault, or stops ingest with one line when data.strict is on; never a traceback, never a
 wrong frame or label in the store, never a half-built cache left behind. At data.workers 1 and 2 (the shipped
 value), and the whole corpus mixed into valid replays under the spawn start method (Windows has no fork)."""
@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -20,8 +19,7 @@ import pytest
 import yaml
 
 from conftest import data_params, make_tree
-from tmpretrain.cache import FrameStore, build_cache
-from tmpretrain.capture_faults import (
+from support.capture_faults import (
     check_case,
     hostile_replays,
     ingest_params,
@@ -29,6 +27,8 @@ from tmpretrain.capture_faults import (
     write_mixed_tree,
     write_valid_tree,
 )
+from support.setups import ingest_without_privileges_command
+from tmpretrain.cache import FrameStore, build_cache
 from tmpretrain.errors import DataError
 
 BAD = "track1/pos0_bot_1000ms.replay"  # a replay of conftest.make_tree
@@ -96,32 +96,11 @@ def test_files_that_are_not_regular_files_are_skipped_and_reported(tmp_path):
     ]
 
 
-# Ingest of a tree, run in a child process that permissions apply to: as root (CI runs as root) the child loses
-# the two capabilities that let root read and list whatever the modes say (setpriv, util-linux). It prints the
-# ingest's skipped list, or the DataError's message.
-_INGEST_CHILD = """
-import json, sys
-from pathlib import Path
-from tmpretrain.cache import build_cache
-from tmpretrain.errors import DataError
-from tmpretrain.params import DataParams
-base = Path(sys.argv[1])
-params = DataParams(replays_dir=str(base / "replays"), cache_dir=str(base / "cache"), image_height=16,
-                    image_width=16, val_fraction=0.34, test_fraction=0.0, workers=int(sys.argv[2]))
-try:
-    print(json.dumps(build_cache(params, progress=False)["skipped"]))
-except DataError as exc:
-    print(json.dumps(str(exc)))
-"""
-
-
 def _ingest_without_privileges(base: Path, workers: int = 2):
-    command = [sys.executable, "-c", _INGEST_CHILD, str(base), str(workers)]
-    if os.geteuid() == 0:
-        setpriv = shutil.which("setpriv")
-        assert setpriv, "as root this test needs setpriv (util-linux) to drop root's read-anything capabilities"
-        command = [setpriv, "--bounding-set=-dac_override,-dac_read_search", *command]
-    run = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=base)
+    # As root (CI runs as root) the child runs without root's read-anything capabilities (support.setups).
+    run = subprocess.run(
+        ingest_without_privileges_command(base, workers), capture_output=True, text=True, timeout=300, cwd=base
+    )
     assert run.returncode == 0, run.stderr[-3000:]
     return json.loads(run.stdout.strip().splitlines()[-1])
 

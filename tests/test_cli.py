@@ -63,6 +63,31 @@ def test_bench_gets_its_own_arguments(capsys):
     assert "python -m tmpretrain.bench" in out and "--quick" in out
 
 
+def test_faults_runs_the_checkouts_fault_table_with_its_own_arguments(capfd):
+    assert main(["faults", "--help"]) == 0
+    out = capfd.readouterr().out
+    assert "usage: tmpretrain faults" in out and "--update" in out and "--sample" in out
+
+
+def test_faults_from_an_installed_package_alone_is_one_line(tmp_path, monkeypatch, capsys):
+    """The fault corpora are test support (tests/support): without the source checkout, one line saying so."""
+    from tmpretrain import cli
+
+    checkout = tmp_path / "clone"
+    (checkout / cli.FAULTS).parent.mkdir(parents=True)
+    (checkout / cli.FAULTS).touch()
+    (checkout / "pyproject.toml").touch()
+    (checkout / "docs").mkdir()
+    assert cli.faults_checkout(checkout / "docs") == checkout  # found from anywhere inside a clone
+    monkeypatch.setattr(cli, "faults_checkout", lambda start=None: None)
+    assert main(["faults", "--update", "docs/reliability.md"]) == 1
+    err = capsys.readouterr().err
+    assert err == (
+        "error: `tmpretrain faults` needs the source checkout (it runs tests/support/faults.py, which an installed "
+        "package does not have): run it in a clone of the repository\n"
+    )
+
+
 def test_compare_dry_run_lists_its_steps(capsys):
     assert main(["--presets", str(PRESETS), "compare", "normalisation", "--dry-run"]) == 0
     out = capsys.readouterr().out.splitlines()

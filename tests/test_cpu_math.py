@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from test_logs import stage_command, stage_env, tiny_project
+from support.setups import stage_command, stage_env, tiny_project
 from test_reliability import STAGE_TIMEOUT, cache  # noqa: F401  (cache: the stage tests' module-scoped store)
 from tmpretrain.cpu_math import _has_avx2
 

@@ -14,6 +14,7 @@ import torch
 
 from conftest import data_params, make_tree
 from iqn_reference import IQNNetwork
+from support.faults import CLEAR, HANDLED, run_export_faults
 from tmpretrain.cache import build_cache
 from tmpretrain.errors import PretrainError
 from tmpretrain.export import (
@@ -32,7 +33,6 @@ from tmpretrain.export import (
     sha256_file,
     write_meta,
 )
-from tmpretrain.faults import CLEAR, HANDLED, run_export_faults
 from tmpretrain.models import ActionHead, BCModel, build_encoder
 from tmpretrain.params import parse_params
 from tmpretrain.pretrain import run_bc
@@ -184,7 +184,7 @@ def test_git_commit_is_the_code_revision(tmp_path):
 
 
 def test_every_export_fault_is_one_clear_line_and_nothing_is_lost(tmp_path):
-    """The export part of the fault corpus (tmpretrain.faults, the table in docs/reliability.md): every planted
+    """The export part of the fault corpus (tests/support/faults.py, the table in docs/reliability.md): every planted
     fault is refused with one ExportError line naming what the corpus expects, reading changes nothing, and a new
     export that fails or is killed while written leaves the previous one byte for byte."""
     rows = run_export_faults(tmp_path)

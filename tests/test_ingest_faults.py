@@ -24,8 +24,7 @@ import yaml
 
 import tmpretrain
 from conftest import data_params, make_tree
-from tmpretrain.cache import FrameStore, build_cache, cache_lock
-from tmpretrain.capture_faults import (
+from support.capture_faults import (
     hostile_replays,
     ingest_params,
     run_ingest_faults,
@@ -33,6 +32,7 @@ from tmpretrain.capture_faults import (
     write_mixed_tree,
     write_valid_tree,
 )
+from tmpretrain.cache import FrameStore, build_cache, cache_lock
 from tmpretrain.errors import DataError, PretrainError
 
 try:

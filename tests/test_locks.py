@@ -6,22 +6,13 @@ from __future__ import annotations
 
 import re
 import socket
-import subprocess
-import sys
 
 import pytest
 
 from conftest import make_tree
+from support.setups import holding_the_run_lock
 from tmpretrain.errors import PretrainError
 from tmpretrain.locks import one_run_at_a_time
-
-HOLD = """
-import sys
-from tmpretrain.locks import one_run_at_a_time
-with one_run_at_a_time("pretrain_bc"):
-    print("held", flush=True)
-    sys.stdin.read()
-"""
 
 
 @pytest.fixture
@@ -35,11 +26,8 @@ def workspace(tmp_path, monkeypatch):
 @pytest.fixture
 def held(workspace):
     """Another run's stage (a process of its own) holding the workspace's run lock until the test ends."""
-    proc = subprocess.Popen([sys.executable, "-c", HOLD], cwd=workspace, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-    assert proc.stdout.readline() == b"held\n"
-    yield proc
-    proc.stdin.close()
-    proc.wait(timeout=30)
+    with holding_the_run_lock(workspace) as proc:
+        yield proc
 
 
 def test_a_second_run_in_the_workspace_stops_at_its_first_stage_naming_the_holder(workspace, held, capsys):

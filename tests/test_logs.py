@@ -1,6 +1,6 @@
 """What a training stage prints, read the way CI and `dvc repro > log` read it (output redirected to a file) and the
 way a person reads it (a terminal): a first line naming the device, one line per epoch, what was exported, and no
-progress-bar redraws, accelerator banner or shutdown noise in a file. tests/test_resume.py uses the project helpers.
+progress-bar redraws, accelerator banner or shutdown noise in a file. The project helpers are support.setups'.
 """
 
 from __future__ import annotations
@@ -9,29 +9,12 @@ import os
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
-import yaml
 
 # The 4-track store of the stage tests (180 train / 60 val samples): a module-scoped fixture, built once per module.
+from support.setups import stage_command, stage_env, tiny_project
 from test_reliability import STAGE_TIMEOUT, cache  # noqa: F401
-
-
-def tiny_project(root: Path, cache_dir: Path, **groups: dict) -> Path:
-    """A project directory with a params.yaml over `cache_dir`: the stages run in it as under `dvc repro`."""
-    root.mkdir(parents=True, exist_ok=True)
-    (root / "params.yaml").write_text(yaml.safe_dump({"data": {"cache_dir": str(cache_dir)}, **groups}))
-    return root
-
-
-def stage_command(stage: str) -> list[str]:
-    return [sys.executable, "-m", f"tmpretrain.stages.{stage}"]
-
-
-def stage_env() -> dict:
-    return {**os.environ, "DVC_NO_ANALYTICS": "1"}
-
 
 BC = {
     "encoder_init": "none",

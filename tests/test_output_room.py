@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from support.setups import Unavailable, tmpfs
 from test_reliability import cache  # noqa: F401  (the stage tests' module-scoped frame store)
 from tmpretrain.errors import PretrainError
 from tmpretrain.params import parse_params
@@ -21,14 +22,16 @@ BC = {"encoder_init": "none", "epochs": 1, "batch_size": 32, "trainer": {"accele
 
 @contextlib.contextmanager
 def _tmpfs(folder: Path, size: str):
-    """A small RAM disk on `folder` (root only: a read-only or full disk even root cannot write past)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", folder]).returncode:
-        pytest.skip("needs root and mount for a disk of its own")
+    """A small RAM disk on `folder` (support.setups.tmpfs; skipped where it cannot be made)."""
+    try:
+        disk = tmpfs(folder, size)
+        disk.__enter__()
+    except Unavailable as exc:
+        pytest.skip(str(exc))
     try:
         yield folder
     finally:
-        subprocess.run(["umount", "-l", folder], check=True)
+        disk.__exit__(None, None, None)
 
 
 def _previous_outputs(root: Path) -> dict[str, str]:

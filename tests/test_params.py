@@ -18,9 +18,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conftest import data_params, make_tree
+from support.faults import _kind, _schema_leaves
 from tmpretrain.cache import build_cache
 from tmpretrain.errors import ParamsError
-from tmpretrain.faults import _kind, _schema_leaves
 from tmpretrain.params import (
     MAX_SEED,
     Params,

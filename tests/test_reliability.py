@@ -20,8 +20,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import data_params, make_tree
-from tmpretrain.cache import build_cache
+from support.setups import STAGE_TIMEOUT, small_store
 from tmpretrain.export import ExportError, load_export
 
 VIS = {"epochs": 1, "batch_size": 64, "trainer": {"accelerator": "cpu"}}
@@ -32,16 +31,12 @@ BC = {
     "offset_weights": [1.0, 0.5],
     "trainer": {"accelerator": "cpu"},
 }
-STAGE_TIMEOUT = 300
 
 
 @pytest.fixture(scope="module")
 def cache(tmp_path_factory) -> Path:
     """4 tracks x 2 replays x 30 frames: 180 train samples, 60 val samples (one held-out track)."""
-    root = tmp_path_factory.mktemp("data")
-    tree = make_tree(root / "replays", n_tracks=4, replays_per_track=2, n_frames=30, size=40)
-    build_cache(data_params(root, tree, image_height=36, image_width=36, val_fraction=0.25), progress=False)
-    return root / "cache"
+    return small_store(tmp_path_factory.mktemp("data"))
 
 
 def _project(root: Path, cache: Path, vis: dict | None = None, bc: dict | None = None) -> Path:

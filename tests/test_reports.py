@@ -6,11 +6,9 @@ import base64
 import hashlib
 import json
 import math
-import os
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +17,7 @@ import yaml
 from PIL import Image
 
 from conftest import data_params, make_tree
+from support.setups import dvc_env, uncached_workspace
 from tmpretrain.actions import ACTION_NAMES
 from tmpretrain.cache import FrameStore, build_cache
 from tmpretrain.metrics import majority_baseline
@@ -224,9 +223,7 @@ CHROMIUM = next((shutil.which(n) for n in ("chromium", "chromium-browser", "goog
 needs_chromium = pytest.mark.skipif(CHROMIUM is None, reason="no headless Chromium (apt-get install chromium)")
 
 
-def _dvc_env() -> dict:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DVC")}
-    return {**env, "DVC_NO_ANALYTICS": "1", "PATH": str(Path(sys.executable).parent) + os.pathsep + env["PATH"]}
+_dvc_env = dvc_env
 
 
 def _plots_project(root: Path, n_epochs: int = 6) -> tuple[Path, int]:
@@ -319,14 +316,7 @@ def test_dvc_plots_and_report_draw_without_network(tmp_path, workspace):
 
 def test_a_revision_whose_outputs_are_not_in_the_cache_is_one_line_naming_them(workspace, capsys):
     # A fresh clone: the commit's dvc.lock names the curves, but nobody ran `dvc pull` (was: a 70-line traceback).
-    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
-    subprocess.run(["git", "init", "-q"], cwd=workspace, check=True)
-    subprocess.run(["dvc", "init", "-q"], cwd=workspace, check=True, env=_dvc_env())
-    stage = {"cmd": "true", "outs": ["reports/bc/plots/metrics"]}
-    (workspace / "dvc.yaml").write_text(yaml.safe_dump({"stages": {"pretrain_bc": stage}}), encoding="utf-8")
-    subprocess.run(["dvc", "commit", "-f", "-q", "pretrain_bc"], cwd=workspace, check=True, env=_dvc_env())
-    subprocess.run([*git, "add", "-A"], cwd=workspace, check=True)
-    subprocess.run([*git, "commit", "-qm", "a run"], cwd=workspace, check=True)
+    uncached_workspace(workspace, drop_cache=False)  # support.setups, shared with the fault table
     load_run("HEAD", workspace, baselines=False)  # in the cache: read as usual
     shutil.rmtree(workspace / ".dvc/cache")
     with pytest.raises(ReportError) as refused:

@@ -8,12 +8,11 @@ import hashlib
 import shutil
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 
-from test_logs import stage_command, stage_env, tiny_project
+from support.setups import interrupt_after_first_epoch, stage_command, stage_env, tiny_project
 from test_reliability import STAGE_TIMEOUT, cache  # noqa: F401  (cache: the stage tests' module-scoped store)
 from tmpretrain.cache import FrameStore
 from tmpretrain.params import parse_params
@@ -54,33 +53,13 @@ def _run(root: Path, stage: str) -> str:
     return run.stdout
 
 
-def _default_signals() -> None:
-    # A test started from a background script inherits SIGINT ignored, and a stage keeps an ignored SIGINT ignored
-    # (as any program started with `&`): the child takes the default disposition, as in a terminal.
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
 def _interrupt_after_first_epoch(root: Path, stage: str, sig: signal.Signals) -> str:
     """Start the stage and send `sig` as soon as its first epoch's checkpoint is on disk (mid-epoch 1)."""
-    checkpoint = root / ".tmpretrain/checkpoints" / stage / "last.ckpt"
-    proc = subprocess.Popen(
-        stage_command(stage),
-        cwd=root,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=stage_env(),
-        preexec_fn=_default_signals,
-    )
-    deadline = time.monotonic() + STAGE_TIMEOUT
-    while not checkpoint.exists() and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.01)
-    proc.send_signal(sig)
-    out, err = proc.communicate(timeout=STAGE_TIMEOUT)
+    run = interrupt_after_first_epoch(root, stage, sig)
     expected = 128 + sig if sig != signal.SIGKILL else -sig
-    assert proc.returncode == expected, out[-3000:] + err[-3000:]
-    assert "exported" not in out, "the run finished before it was interrupted"
-    return err
+    assert run.returncode == expected, run.stdout[-3000:] + run.stderr[-3000:]
+    assert "exported" not in run.stdout, "the run finished before it was interrupted"
+    return run.stderr
 
 
 @pytest.mark.parametrize(

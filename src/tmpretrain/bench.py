@@ -1,6 +1,7 @@
 """Performance benchmark of the data path and training loop: `python -m tmpretrain.bench [--quick] [--out PATH]`.
 
-Measures on the current machine, on data it generates itself (or on a capture tree given with --replays):
+Measures on the current machine, on a tree it writes itself (tmpretrain.synthetic.trees) or on a capture tree given
+with --replays:
 
   ingest      frames/s of build_cache, and cache bytes per frame against H x W (the uint8 store's promise)
   throughput  training samples/s of the same BCModule, batch size and step count fed (a) through the real
@@ -34,6 +35,8 @@ from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 import numpy as np
+
+from .synthetic.trees import write_tree
 
 # ------------------------------------------------------------------------------------------ sizes
 
@@ -82,39 +85,6 @@ def project_root() -> Path | None:
     """The checkout this package was installed from (editable install), if it has the pipeline."""
     root = Path(__file__).resolve().parents[2]
     return root if (root / "dvc.yaml").is_file() and (root / "params.yaml").is_file() else None
-
-
-# ------------------------------------------------------------------------------------- test data
-
-
-def _frame(rng: np.random.Generator, size: int, t: int, action: int, phase: float) -> np.ndarray:
-    """A smooth, game-like grey frame (road band, horizon, moving stripes) with mild noise: JPEG-realistic."""
-    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / size
-    road = np.abs(xx - 0.5 - 0.2 * np.sin(phase + t * 0.05 + yy * 3)) < 0.15 + 0.2 * yy
-    stripes = (np.sin(yy * 20 + t * 0.7) > 0.6) & road
-    img = 90 + 60 * yy + 40 * road + 50 * stripes + 8 * action
-    img = np.where(yy < 0.3, 170 + 30 * xx, img) + rng.normal(0, 4, (size, size))
-    return np.clip(img, 0, 255).astype(np.uint8)
-
-
-def write_tree(root: Path, sizes: Sizes, seed: int = 0) -> int:
-    """A capture tree (tracks x replays x frames) in the real capture layout at 10 fps; returns the frame count."""
-    from .capture import write_replay
-
-    n = 0
-    for t in range(sizes.tracks):
-        for r in range(sizes.replays_per_track):
-            rng = np.random.default_rng((seed, t, r))
-            n_frames = sizes.frames_per_replay
-            n_steps = (n_frames - 1) * 10 + 1  # 100 ms between frames, 10 ms timeline
-            runs = rng.integers(5, 40, size=n_steps)
-            timeline = np.repeat(rng.integers(0, 12, size=n_steps), runs)[:n_steps].astype(np.int64)
-            times = [i * 100 for i in range(n_frames)]
-            phase = float(rng.uniform(0, 6))
-            frames = [_frame(rng, sizes.capture_size, i, int(timeline[i * 10]), phase) for i in range(n_frames)]
-            write_replay(root / f"track{t:02d}" / f"pos{r}_bench_{1000 + r}ms.replay", frames, times, timeline, fps=10)
-            n += n_frames
-    return n
 
 
 def _dir_bytes(path: Path) -> int:
@@ -631,7 +601,7 @@ def run(args: argparse.Namespace) -> dict:
         else:
             replays = workdir / "replays"
             t0 = time.perf_counter()
-            n = write_tree(replays, sizes)
+            n = write_tree(replays, sizes.tracks, sizes.replays_per_track, sizes.frames_per_replay, sizes.capture_size)
             result["tree"] = {"source": "generated", "frames": n, "write_seconds": time.perf_counter() - t0}
         cache_dir = workdir / "cache"
         timings = result["section_seconds"] = {}

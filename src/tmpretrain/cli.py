@@ -11,6 +11,7 @@
     tmpretrain compare NAME|FAMILY...           table, plots and report of a family or of experiments
     tmpretrain results [--from results.json]    docs/experiments/results.md from the presets' experiments
     tmpretrain bench [--quick ...]              the performance benchmark
+    tmpretrain faults [--update DOC ...]        the fault table of docs/reliability.md (needs the source checkout)
     tmpretrain check [params.yaml]              validate params without running anything
     tmpretrain export inspect DIR               what an export holds, which offset and epoch, how to load it
 
@@ -148,6 +149,36 @@ def _bench(args, extra) -> int:
 
     bench_main([*args.bench_args, *extra])
     return 0
+
+
+FAULTS = Path("tests/support/faults.py")  # the fault corpora and their judges: test support, not in the package
+
+
+def faults_checkout(start: Path | None = None) -> Path | None:
+    """The source checkout holding the fault corpora: the working directory or one above it, else the checkout
+    this package was installed from (editable install); None from an installed package alone."""
+    here = (start or Path.cwd()).resolve()
+    for root in (here, *here.parents, Path(__file__).resolve().parents[2]):
+        if (root / FAULTS).is_file() and (root / "pyproject.toml").is_file():
+            return root
+    return None
+
+
+def _faults(args, extra) -> int:
+    import os
+    import subprocess
+
+    root = faults_checkout()
+    if root is None:
+        raise PretrainError(
+            f"`{PROG} faults` needs the source checkout (it runs {FAULTS.as_posix()}, which an installed package "
+            "does not have): run it in a clone of the repository"
+        )
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(root / "tests"), env.get("PYTHONPATH")]))
+    # Its own arguments, as given (argparse would take its options for the top-level parser's unknown arguments).
+    own = args.argv[args.argv.index("faults") + 1 :]
+    return subprocess.run([sys.executable, "-m", "support.faults", *own], env=env).returncode
 
 
 def _check(args, extra) -> int:
@@ -303,6 +334,14 @@ def _add_bench(sub):
     return p
 
 
+def _add_faults(sub):
+    p = sub.add_parser(
+        "faults", add_help=False, help="run the fault corpora, print (--update DOC: write) the fault table"
+    )
+    p.add_argument("faults_args", nargs=argparse.REMAINDER)
+    return p
+
+
 def _add_check(sub):
     p = sub.add_parser("check", help="validate params.yaml without running anything")
     p.add_argument("params", nargs="?", default="params.yaml")
@@ -330,6 +369,7 @@ COMMANDS: dict[str, tuple[Callable, Callable]] = {
     "compare": (_add_compare, _compare),
     "results": (_add_results, _results),
     "bench": (_add_bench, _bench),
+    "faults": (_add_faults, _faults),
     "check": (_add_check, _check),
     "export": (_add_export, _export),
 }
@@ -349,8 +389,10 @@ def build_parser(prog: str = PROG, commands: tuple[str, ...] | None = None) -> a
 def main(argv: list[str] | None = None, prog: str = PROG, commands: tuple[str, ...] | None = None) -> int:
     """Run one subcommand; user errors print one line and return 1."""
     parser = build_parser(prog, commands)
-    args, extra = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
-    if extra and args.command not in (*_PASS_TO_DVC, "bench"):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args, extra = parser.parse_known_args(argv)
+    args.argv = argv
+    if extra and args.command not in (*_PASS_TO_DVC, "bench", "faults"):
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         return COMMANDS[args.command][1](args, extra)

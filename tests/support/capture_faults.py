@@ -3,7 +3,7 @@ runner that ingests them the way a user does (data.workers 2) and records the an
 
     hostile_replays() -> list[FaultCase]        the corpus, shared by the tests and the fault table
     run_ingest_faults(tmpdir) -> list[dict]     one row per case: fault_class, variant, outcome, traceback,
-                                                wrong_result, outputs_lost, detail (for `python -m tmpretrain.faults`)
+                                                wrong_result, outputs_lost, detail (for `tmpretrain faults`)
 
 A case's `plant` turns the valid replay it is given into the hostile one (or adds a hostile link beside it) and
 returns the path the answer must name. The expected answer: with data.strict false the replay is skipped and
@@ -28,10 +28,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .capture import MAX_FRAME_PIXELS, MAX_JSON_BYTES
-from .errors import PretrainError
+from support.judges import judge_ingest
+from tmpretrain.capture import MAX_FRAME_PIXELS, MAX_JSON_BYTES
+from tmpretrain.errors import PretrainError
 
-PLANTED = "track01/pos0_bench_1000ms.replay"  # where run_ingest_faults plants each case (bench.write_tree names)
+PLANTED = "track01/pos0_bench_1000ms.replay"  # where run_ingest_faults plants each case (a "scene" tree's names)
 
 
 @dataclass(frozen=True)
@@ -459,14 +460,14 @@ def hostile_replays() -> list[FaultCase]:
 
 def write_valid_tree(root: Path) -> Path:
     """Three tracks of one small valid replay each (8 frames of 24x24 JPEG at 10 fps with a 10 ms timeline)."""
-    from .bench import Sizes, write_tree
+    from tmpretrain.synthetic.trees import write_tree
 
-    write_tree(root, Sizes(tracks=3, replays_per_track=1, frames_per_replay=8, capture_size=24))
+    write_tree(root, tracks=3, replays_per_track=1, frames_per_replay=8, size=24)
     return root
 
 
 def ingest_params(replays_dir: Path, cache_dir: Path, strict: bool, workers: int = 2, *, include_floats: bool = False):
-    from .params import DataParams
+    from tmpretrain.params import DataParams
 
     return DataParams(
         replays_dir=str(replays_dir),
@@ -483,7 +484,7 @@ def ingest_params(replays_dir: Path, cache_dir: Path, strict: bool, workers: int
 
 def stored_replays(cache_dir: Path) -> dict[str, tuple]:
     """{replay path in the tree: (frames, frame times, frame actions, timeline)} of a built store."""
-    from .cache import FrameStore
+    from tmpretrain.cache import FrameStore
 
     store = FrameStore.open(cache_dir, in_memory=True)
     out = {}
@@ -525,7 +526,7 @@ def check_case(case: FaultCase, workdir: Path, template: Path, clean_cache: Path
     """Plant one case into a copy of the valid tree `template` (whose clean store is `clean_cache`), ingest it
     with data.strict false (into a new cache) and true (over a copy of the clean store, which a failure must leave
     byte for byte), and judge the answers. Returns the row run_ingest_faults documents."""
-    from .cache import build_cache
+    from tmpretrain.cache import build_cache
 
     root = workdir / "replays"
     shutil.copytree(template, root, symlinks=True)
@@ -533,7 +534,8 @@ def check_case(case: FaultCase, workdir: Path, template: Path, clean_cache: Path
     culprit = case.plant(root / PLANTED)
     clean = stored_replays(clean_cache)
     expected = {k: v for k, v in clean.items() if case.keeps_replay or k != PLANTED}
-    row = {"fault_class": case.fault_class, "variant": case.variant, "traceback": False, "wrong_result": False}
+    row = {"fault_class": case.fault_class, "variant": case.variant, "traceback": False, "hang": False}
+    row["wrong_result"] = False
     answers = {}
     for mode in ("lenient", "strict"):
         cache = workdir / f"cache_{mode}"
@@ -552,16 +554,7 @@ def check_case(case: FaultCase, workdir: Path, template: Path, clean_cache: Path
     # a failed build leaves the previous store as it was, and nothing half-built
     row["outputs_lost"] = answers["strict"][0] != "report" and _files(workdir / "cache_strict") != _files(clean_cache)
     row["wrong_result"] |= any(workdir.glob("cache_*.partial")) or any(workdir.glob("cache_*.holder"))
-    (lenient, lenient_answer), (strict, strict_answer) = answers["lenient"], answers["strict"]
-    if culprit is None:  # nothing to report: both builds store every replay
-        handled = lenient == strict == "report" and lenient_answer == strict_answer == []
-        row["outcome"] = "handled" if handled else "wrong answer"
-        row["detail"] = "read as a valid replay"
-    else:
-        reported = lenient == "report" and [s["path"] for s in lenient_answer] == [str(culprit)]
-        clear = strict == "error" and str(culprit) in strict_answer and "\n" not in strict_answer
-        row["outcome"] = "skipped and reported" if reported and clear else "wrong answer"
-        row["detail"] = lenient_answer[0]["reason"] if reported else f"{lenient_answer!r} / {strict_answer!r}"
+    row["outcome"], row["detail"] = judge_ingest(culprit, answers["lenient"], answers["strict"])
     row["wrong_result"] |= row["outcome"] == "wrong answer"
     return row
 
@@ -570,7 +563,7 @@ def run_ingest_faults(tmpdir: Path, workers: int = 2, cases: list[FaultCase] | N
     """Every case of the corpus (or `cases`), each in its own copy of a small valid tree, ingested at
     data.workers `workers` with strict false and true. One row per case: fault_class, variant, outcome
     ("skipped and reported", "handled" or "wrong answer"), traceback, wrong_result, outputs_lost, detail."""
-    from .cache import build_cache
+    from tmpretrain.cache import build_cache
 
     tmpdir = Path(tmpdir)
     template = write_valid_tree(tmpdir / "template")

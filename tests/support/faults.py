@@ -1,9 +1,11 @@
 """The fault record: run the fault corpus and print the table of docs/reliability.md.
 
-    python -m tmpretrain.faults                          # every group: params, exports, inputs, ingest
-    python -m tmpretrain.faults --groups params exports  # a subset (the tests run this one)
-    python -m tmpretrain.faults --sample 2               # at most 2 variants per fault class
-    python -m tmpretrain.faults --update docs/reliability.md   # rewrite the table there (only when all is clean)
+    tmpretrain faults                          # every group (from a source checkout: this is test support)
+    tmpretrain faults --groups params exports  # a subset (the tests run this one)
+    tmpretrain faults --sample 2               # at most 2 variants per fault class
+    tmpretrain faults --update docs/reliability.md   # rewrite the table there (only when all is clean)
+
+(`python -m support.faults` with tests/ on the path is the same.)
 
 Each variant is one hostile input, run the way a user meets it, and judged:
 
@@ -20,17 +22,21 @@ Each variant is one hostile input, run the way a user meets it, and judged:
   file); a damaged resume checkpoint met by the resume logic (handled: set aside byte for byte with one warning,
   nothing resumed); `-S` overrides `validate` refuses, passed to `tmpretrain exp run` (a clear error before DVC
   starts; outputs lost: params.yaml or a user's folder changed).
-- ingest: `tmpretrain.capture_faults.run_ingest_faults` (hostile replays in a real capture tree, data.workers 2).
+- workspace: support.workspace_faults: a signal to a training stage, a read-only models/ and a full disk, two runs
+  in one workspace, pretrain_meta.json a FIFO or a link to /dev/zero, a capture tree without permissions (as root
+  too), comparisons of results not in the DVC cache; each through the stage's command or `tmpretrain`, in a process
+  of its own (a hang: killed past its time). The setups are the tests' (support.setups).
+- ingest: `support.capture_faults.run_ingest_faults` (hostile replays in a real capture tree, data.workers 2).
 
 A traceback is any other exception; a wrong result is a bad input accepted, or an answer about another key/file.
-The command exits 1 when any row has a traceback, a wrong result or a lost output.
+The command exits 1 when any row has a traceback, a hang, a wrong result or a lost output (the judges:
+support/judges.py).
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import hashlib
 import inspect
 import io
 import json
@@ -43,53 +49,30 @@ import tempfile
 import traceback
 import typing
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 from pydantic import BaseModel
 
-from .errors import ExportError
-from .params import set_nested
-from .yamlio import dump_yaml
-
-CLEAR, HANDLED, SKIPPED = "clear error", "handled", "skipped and reported"
-
-
-@dataclass(frozen=True)
-class Fault:
-    fault_class: str
-    variant: str
-    apply: Callable[[Path], object]  # plants the fault (params: returns the params.yaml text or mapping)
-    expect: str  # the key / fragment a clear error must name; for HANDLED variants the value expected back
-    answer: str = CLEAR
-    key: str = ""  # params: the key the fault is planted at
-
-
-def _row(fault: Fault, outcome: str, *, tb: bool = False, wrong: bool = False, lost: bool = False, detail=""):
-    return {
-        "fault_class": fault.fault_class,
-        "variant": fault.variant,
-        "outcome": outcome,
-        "traceback": tb,
-        "wrong_result": wrong,
-        "outputs_lost": lost,
-        "detail": detail,
-    }
-
-
-def _tree(root: Path) -> dict[str, str]:
-    return {
-        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(root.rglob("*"))
-        if p.is_file()
-    }
-
+from support.judges import (
+    CLEAR,
+    HANDLED,
+    Fault,
+    clean,
+    judge_message,
+    judge_traceback,
+)
+from support.judges import row as _row
+from support.judges import tree as _tree
+from support.workspace_faults import run_workspace_faults, workspace_faults
+from tmpretrain.errors import ExportError
+from tmpretrain.params import set_nested
+from tmpretrain.yamlio import dump_yaml
 
 # ------------------------------------------------------------------------------------------------- params
 
 
 def _schema_leaves():
-    from .params import Params
+    from tmpretrain.params import Params
 
     def walk(model: type[BaseModel], prefix: str):
         for name, field in model.model_fields.items():
@@ -131,7 +114,7 @@ def _value_at(params, key: str):
     """params' value at "bc.lr" or "bc.time_offsets_ms[0]" (None: the schema defaults)."""
     import functools
 
-    from .params import Params
+    from tmpretrain.params import Params
 
     name, _, index = key.partition("[")
     value = functools.reduce(getattr, name.split("."), params if params is not None else Params())
@@ -316,7 +299,7 @@ _STAND_INS = (
 
 def _run_validate(project: Path) -> tuple[int, str]:
     """The validate stage's main in `project` (in process: a subprocess each would take minutes)."""
-    from .stages.validate import main
+    from tmpretrain.stages.validate import main
 
     err = io.StringIO()
     cwd = Path.cwd()
@@ -333,7 +316,7 @@ def _run_validate(project: Path) -> tuple[int, str]:
 
 
 def run_params_faults(tmpdir: Path, faults: list[Fault] | None = None) -> list[dict]:
-    from .params import load_params
+    from tmpretrain.params import load_params
 
     project = Path(tmpdir) / "params_project"
     for name in _STAND_INS:
@@ -356,7 +339,7 @@ def run_params_faults(tmpdir: Path, faults: list[Fault] | None = None) -> list[d
         try:
             code, err = _run_validate(project)
         except Exception:
-            rows.append(_row(fault, "traceback", tb=True, detail=traceback.format_exc(limit=-1).splitlines()[-1]))
+            rows.append(judge_traceback(fault))
             continue
         after = _tree(project / "models") | _tree(project / "reports") | _tree(project / "data")
         changed = {k: v for k, v in after.items() if k != "params.validated" and before.get(k) != v}
@@ -387,8 +370,8 @@ def write_valid_export(out_dir: Path, seed: int = 0) -> Path:
     seeded random model: what every export fault starts from."""
     import torch
 
-    from .actions import action_table
-    from .export import (
+    from tmpretrain.actions import action_table
+    from tmpretrain.export import (
         ACTIONS_HEAD_FILE,
         ENCODER_FILE,
         FLOAT_FEATURES_FILE,
@@ -398,7 +381,7 @@ def write_valid_export(out_dir: Path, seed: int = 0) -> Path:
         export_float_features,
         write_meta,
     )
-    from .models import BCModel
+    from tmpretrain.models import BCModel
 
     torch.manual_seed(seed)
     model = BCModel((64, 64), 1, 2, True, 1024, 0.0, 0.0, True)
@@ -455,7 +438,7 @@ def _drop(*path) -> Callable[[dict], None]:
 
 def _rehash(d: Path, name: str) -> None:
     """Record a changed file's real sha256 and size, so that only the check aimed at its content can catch it."""
-    from .export import sha256_file
+    from tmpretrain.export import sha256_file
 
     meta = json.loads((d / "pretrain_meta.json").read_text(encoding="utf-8"))
     meta["files"][name] = {"sha256": sha256_file(d / name), "bytes": (d / name).stat().st_size}
@@ -660,8 +643,14 @@ def export_write_faults() -> list[tuple[Fault, Callable[[Path], None]]]:
     """Faults while a new export is written over an older one; each `write` receives the export directory."""
     import torch
 
-    from .export import ENCODER_FILE, export_actions_head, export_encoder, replace_when_complete, write_meta
-    from .models import ActionHead, build_encoder
+    from tmpretrain.export import (
+        ENCODER_FILE,
+        export_actions_head,
+        export_encoder,
+        replace_when_complete,
+        write_meta,
+    )
+    from tmpretrain.models import ActionHead, build_encoder
 
     cls = "export: a new export failing or killed while written"
 
@@ -714,7 +703,7 @@ def export_write_faults() -> list[tuple[Fault, Callable[[Path], None]]]:
 
 
 def run_export_faults(tmpdir: Path, faults: list[Fault] | None = None, writes: list | None = None) -> list[dict]:
-    from .export import load_export
+    from tmpretrain.export import load_export
 
     tmpdir = Path(tmpdir)
     template = write_valid_export(tmpdir / "template")
@@ -729,11 +718,10 @@ def run_export_faults(tmpdir: Path, faults: list[Fault] | None = None, writes: l
             load_export(export)
             rows.append(_row(fault, "accepted", wrong=True, detail="load_export returned"))
         except ExportError as exc:
-            named = fault.expect in str(exc) and "\n" not in str(exc)
             lost = _tree(export.parent) != before
-            rows.append(_row(fault, CLEAR if named else "unclear error", wrong=not named, lost=lost, detail=str(exc)))
+            rows.append(judge_message(fault, str(exc), named=fault.expect in str(exc), lost=lost))
         except Exception:
-            rows.append(_row(fault, "traceback", tb=True, detail=traceback.format_exc(limit=-1).splitlines()[-1]))
+            rows.append(judge_traceback(fault))
         shutil.rmtree(export.parent, ignore_errors=True)
     for k, (fault, write) in enumerate(writes if writes is not None else export_write_faults()):
         export = tmpdir / f"write{k:03d}" / "bc"
@@ -761,8 +749,8 @@ def run_export_faults(tmpdir: Path, faults: list[Fault] | None = None, writes: l
 
 
 def _next_export(out: Path) -> None:
-    from .export import ENCODER_FILE, export_encoder, load_export, replace_when_complete, write_meta
-    from .models import build_encoder
+    from tmpretrain.export import ENCODER_FILE, export_encoder, load_export, replace_when_complete, write_meta
+    from tmpretrain.models import build_encoder
 
     with replace_when_complete(out) as staging:
         export_encoder(build_encoder(), staging / ENCODER_FILE)
@@ -852,9 +840,9 @@ def _replay_past_the_end(arrays: dict) -> None:
 
 def run_store_faults(tmpdir: Path, faults: list[Fault]) -> list[dict]:
     """Each fault planted in a copy of a valid frame store, opened as the training stages open it."""
-    from .cache import FrameStore, build_cache
-    from .capture_faults import ingest_params, write_valid_tree
-    from .errors import DataError
+    from support.capture_faults import ingest_params, write_valid_tree
+    from tmpretrain.cache import FrameStore, build_cache
+    from tmpretrain.errors import DataError
 
     template = tmpdir / "template"
     build_cache(ingest_params(write_valid_tree(tmpdir / "replays"), template, strict=True, workers=1), progress=False)
@@ -868,11 +856,10 @@ def run_store_faults(tmpdir: Path, faults: list[Fault]) -> list[dict]:
             FrameStore.open(store)
             rows.append(_row(fault, "accepted", wrong=True, detail="FrameStore.open returned"))
         except DataError as exc:
-            named = str(exc).startswith(str(store / fault.expect)) and "\n" not in str(exc)
-            lost = _tree(store) != before
-            rows.append(_row(fault, CLEAR if named else "unclear error", wrong=not named, lost=lost, detail=str(exc)))
+            named = str(exc).startswith(str(store / fault.expect))
+            rows.append(judge_message(fault, str(exc), named=named, lost=_tree(store) != before))
         except Exception:
-            rows.append(_row(fault, "traceback", tb=True, detail=traceback.format_exc(limit=-1).splitlines()[-1]))
+            rows.append(judge_traceback(fault))
         shutil.rmtree(store, ignore_errors=True)
     return rows
 
@@ -900,7 +887,7 @@ def checkpoint_faults() -> list[Fault]:
 def run_checkpoint_faults(tmpdir: Path, faults: list[Fault]) -> list[dict]:
     """Each damaged last.ckpt met by the resume logic of a training stage: set aside (renamed beside its folder,
     byte for byte), one warning line, and nothing to resume from."""
-    from .training import EpochCheckpoint
+    from tmpretrain.training import EpochCheckpoint
 
     rows = []
     for k, fault in enumerate(faults):
@@ -918,7 +905,7 @@ def run_checkpoint_faults(tmpdir: Path, faults: list[Fault]) -> list[dict]:
             wrong = resumed is not None or not warned or (directory / EpochCheckpoint.FILE).exists()
             rows.append(_row(fault, HANDLED, wrong=wrong, lost=not kept, detail=err.getvalue().strip()))
         except Exception:
-            rows.append(_row(fault, "traceback", tb=True, detail=traceback.format_exc(limit=-1).splitlines()[-1]))
+            rows.append(judge_traceback(fault))
     return rows
 
 
@@ -947,8 +934,8 @@ def _working_directory(path: Path):
 def run_override_faults(tmpdir: Path, faults: list[Fault]) -> list[dict]:
     """Each refused override passed as `tmpretrain exp run -S ...` in a project holding a folder of notes and the
     code: a clear error before DVC starts; outputs lost: params.yaml or a folder changed."""
-    from .experiments import PresetError, check_overrides
-    from .params import Params, as_dict
+    from tmpretrain.experiments import PresetError, check_overrides
+    from tmpretrain.params import Params, as_dict
 
     project = tmpdir / "project"
     for folder in ("mynotes", "src"):
@@ -963,11 +950,10 @@ def run_override_faults(tmpdir: Path, faults: list[Fault]) -> list[dict]:
                 check_overrides(fault.apply())
             rows.append(_row(fault, "accepted", wrong=True, lost=True, detail="DVC would have run"))
         except PresetError as exc:
-            named = fault.expect in str(exc) and "\n" not in str(exc)
             lost = _tree(project) != before
-            rows.append(_row(fault, CLEAR if named else "unclear error", wrong=not named, lost=lost, detail=str(exc)))
+            rows.append(judge_message(fault, str(exc), named=fault.expect in str(exc), lost=lost))
         except Exception:
-            rows.append(_row(fault, "traceback", tb=True, detail=traceback.format_exc(limit=-1).splitlines()[-1]))
+            rows.append(judge_traceback(fault))
     return rows
 
 
@@ -1005,7 +991,7 @@ def _sample(items: list, n: int | None, key=lambda f: f.fault_class) -> list:
 
 def run_ingest(tmpdir: Path, sample: int | None) -> list[dict] | None:
     try:
-        from . import capture_faults
+        from support import capture_faults
     except ImportError:
         return None
     kwargs = {}
@@ -1030,40 +1016,41 @@ def run(groups: list[str], sample: int | None = None) -> list[dict]:
         if "inputs" in groups:
             (tmp / "inputs").mkdir()
             rows += run_input_faults(tmp / "inputs", _sample(input_faults(), sample))
+        if "workspace" in groups:
+            (tmp / "workspace").mkdir()
+            rows += run_workspace_faults(tmp / "workspace", _sample(workspace_faults(), sample))
         if "ingest" in groups:
             (tmp / "ingest").mkdir()
             ingest = run_ingest(tmp / "ingest", sample)
             if ingest is None:
-                print("ingest: tmpretrain.capture_faults is not there; no ingest rows", file=sys.stderr)
+                print("ingest: support.capture_faults is not there; no ingest rows", file=sys.stderr)
             rows += ingest or []
     return rows
 
 
 def table(rows: list[dict]) -> str:
     lines = [
-        "| fault class | variants | answer | tracebacks | wrong results | outputs lost |",
-        "|---|---:|---|---:|---:|---:|",
+        "| fault class | variants | answer | tracebacks | hangs | wrong results | outputs lost |",
+        "|---|---:|---|---:|---:|---:|---:|",
     ]
     classes: dict[str, list[dict]] = {}
     for r in rows:
         classes.setdefault(r["fault_class"], []).append(r)
+
+    def counts(group: list[dict]) -> list[int]:
+        return [sum(bool(r.get(k)) for r in group) for k in ("traceback", "hang", "wrong_result", "outputs_lost")]
+
     for name, group in classes.items():
         outcomes: dict[str, int] = {}
         for r in group:
             outcomes[r["outcome"]] = outcomes.get(r["outcome"], 0) + 1
         answer = next(iter(outcomes)) if len(outcomes) == 1 else ", ".join(f"{o} ({n})" for o, n in outcomes.items())
-        lines.append(
-            f"| {name} | {len(group)} | {answer} | {sum(bool(r['traceback']) for r in group)} | "
-            f"{sum(bool(r['wrong_result']) for r in group)} | {sum(bool(r.get('outputs_lost')) for r in group)} |"
-        )
-    lines.append(
-        f"| **total** | **{len(rows)}** | | **{sum(bool(r['traceback']) for r in rows)}** | "
-        f"**{sum(bool(r['wrong_result']) for r in rows)}** | **{sum(bool(r.get('outputs_lost')) for r in rows)}** |"
-    )
+        lines.append(f"| {name} | {len(group)} | {answer} | " + " | ".join(map(str, counts(group))) + " |")
+    lines.append(f"| **total** | **{len(rows)}** | | " + " | ".join(f"**{n}**" for n in counts(rows)) + " |")
     return "\n".join(lines) + "\n"
 
 
-TABLE_START, TABLE_END = "<!-- fault table: python -m tmpretrain.faults -->", "<!-- end of fault table -->"
+TABLE_START, TABLE_END = "<!-- fault table: tmpretrain faults -->", "<!-- end of fault table -->"
 
 
 def update_doc(path: Path, text: str) -> None:
@@ -1074,8 +1061,8 @@ def update_doc(path: Path, text: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m tmpretrain.faults", description=__doc__.splitlines()[0])
-    groups = ["params", "exports", "inputs", "ingest"]
+    ap = argparse.ArgumentParser(prog="tmpretrain faults", description=__doc__.splitlines()[0])
+    groups = ["params", "exports", "inputs", "workspace", "ingest"]
     ap.add_argument("--groups", nargs="+", choices=groups, default=groups)
     ap.add_argument("--sample", type=int, metavar="N", help="at most N variants per fault class")
     ap.add_argument("--update", type=Path, metavar="DOC", help="write the table into DOC between its markers")
@@ -1083,7 +1070,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = run(args.groups, args.sample)
     text = table(rows)
     print(text, end="")
-    bad = [r for r in rows if r["traceback"] or r["wrong_result"] or r.get("outputs_lost")]
+    bad = [r for r in rows if not clean(r)]
     for r in bad:
         print(f"FAILED {r['fault_class']} / {r['variant']}: {r['outcome']}: {r.get('detail', '')}", file=sys.stderr)
     if args.update and not bad:
