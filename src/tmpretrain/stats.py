@@ -12,8 +12,10 @@ track is hard for every rollout), so treating them as such would give intervals 
   then units within each drawn cluster (the two-stage bootstrap of Davison & Hinkley 1997, sec. 3.8).
 
 Comparing two arms (the study's verdicts): `paired_difference` (a hierarchical bootstrap over training seeds and the
-shared tracks, rollouts nested, with a p-value), `holm` (family-wise adjustment across conclusions), `verdict` (one
-word per claim: supported, contradicted, equivalent within the margin, inconclusive) and `seeds_needed`.
+shared tracks, rollouts nested, with a p-value), `paired_ratio_difference` (the same for pooled ratios such as an
+accuracy over test replays: seeds and the shared replays resampled), `holm` (family-wise adjustment across
+conclusions), `verdict` (one word per claim: supported, contradicted, equivalent within the margin, inconclusive),
+`seeds_needed` and `between_seed_sd`. One arm alone: `nested_mean_interval` and `ratio_interval`.
 
 Everything random takes a seed: the same inputs give the same interval.
 """
@@ -156,6 +158,93 @@ def _resampled_mean(x: np.ndarray, tracks: np.ndarray, rng: np.random.Generator)
     return float(np.nanmean(np.take_along_axis(cells, rollouts, axis=2)))
 
 
+def _percentile_and_p(draws: np.ndarray, n_boot: int, level: float) -> tuple[float, float, float]:
+    draws = draws[np.isfinite(draws)]
+    if len(draws) == 0:
+        return (math.nan, math.nan, math.nan)
+    tail = 100 * (1 - level) / 2
+    low, high = np.percentile(draws, [tail, 100 - tail])
+    p = min(1.0, max(2 * min(np.mean(draws <= 0), np.mean(draws >= 0)), 1.0 / n_boot))
+    return (float(low), float(high), float(p))
+
+
+def _resampled_ratio(num: np.ndarray, den: np.ndarray, units: np.ndarray, rng: np.random.Generator) -> float:
+    seeds = rng.integers(num.shape[0], size=num.shape[0])
+    total = den[seeds][:, units].sum()
+    return float(num[seeds][:, units].sum() / total) if total > 0 else math.nan
+
+
+def paired_ratio_difference(
+    num_a: np.ndarray,
+    den_a: np.ndarray,
+    num_b: np.ndarray,
+    den_b: np.ndarray,
+    n_boot: int = N_BOOT,
+    seed: int | Sequence[int] = 0,
+    level: float = 0.95,
+) -> dict:
+    """sum(num_a) / sum(den_a) - sum(num_b) / sum(den_b) for two arms measured on the same units (e.g. correct
+    predictions over frames, per test replay), with a hierarchical bootstrap.
+
+    Arrays (training seeds, units): each resample draws each arm's seeds independently and one set of units for both
+    (the pairing); the frames of a unit are not resampled: the unit is the cluster. Returns {"difference", "low",
+    "high", "p"} as `paired_difference`."""
+    arrays = [np.asarray(x, dtype=float) for x in (num_a, den_a, num_b, den_b)]
+    if any(x.ndim != 2 for x in arrays) or len({x.shape[1] for x in arrays}) != 1:
+        raise ValueError(f"expected (seeds, units) arrays on the same units, got {[x.shape for x in arrays]}")
+    num_a, den_a, num_b, den_b = arrays
+    estimate = float(num_a.sum() / den_a.sum() - num_b.sum() / den_b.sum())
+    rng = np.random.default_rng(seed)
+    n_units = num_a.shape[1]
+    draws = np.empty(n_boot)
+    for i in range(n_boot):
+        units = rng.integers(n_units, size=n_units)
+        draws[i] = _resampled_ratio(num_a, den_a, units, rng) - _resampled_ratio(num_b, den_b, units, rng)
+    low, high, p = _percentile_and_p(draws, n_boot, level)
+    return {"difference": estimate, "low": low, "high": high, "p": p}
+
+
+def nested_mean_interval(
+    x: np.ndarray, n_boot: int = N_BOOT, seed: int | Sequence[int] = 0, level: float = 0.95
+) -> tuple[float, float, float]:
+    """(mean, low, high) of one arm's (training seeds, tracks, rollouts) array, NaN where missing: seeds, tracks and
+    rollouts within them resampled as in `paired_difference`."""
+    x = np.asarray(x, dtype=float)
+    if x.ndim != 3:
+        raise ValueError(f"expected a (seeds, tracks, rollouts) array, got {x.shape}")
+    rng = np.random.default_rng(seed)
+    draws = np.array([_resampled_mean(x, rng.integers(x.shape[1], size=x.shape[1]), rng) for _ in range(n_boot)])
+    low, high, _ = _percentile_and_p(draws, n_boot, level)
+    return (float(np.nanmean(x)), low, high)
+
+
+def ratio_interval(
+    num: np.ndarray, den: np.ndarray, n_boot: int = N_BOOT, seed: int | Sequence[int] = 0, level: float = 0.95
+) -> tuple[float, float, float]:
+    """(ratio, low, high) of one arm's pooled sum(num) / sum(den) over (training seeds, units) arrays: seeds and
+    units resampled as in `paired_ratio_difference`."""
+    num, den = np.asarray(num, dtype=float), np.asarray(den, dtype=float)
+    if num.ndim != 2 or num.shape != den.shape:
+        raise ValueError(f"expected two (seeds, units) arrays of one shape, got {num.shape} and {den.shape}")
+    rng = np.random.default_rng(seed)
+    n_units = num.shape[1]
+    draws = np.array([_resampled_ratio(num, den, rng.integers(n_units, size=n_units), rng) for _ in range(n_boot)])
+    low, high, _ = _percentile_and_p(draws, n_boot, level)
+    return (float(num.sum() / den.sum()), low, high)
+
+
+def between_seed_sd(*arms: Sequence[float]) -> float:
+    """The pooled within-arm standard deviation of per-seed values (each arm's own mean removed; n - 1 per arm):
+    the seed-to-seed spread `seeds_needed` takes. NaN where no arm has two seeds."""
+    squares, dof = 0.0, 0
+    for arm in arms:
+        v = np.asarray([a for a in arm if math.isfinite(a)], dtype=float)
+        if len(v) > 1:
+            squares += float(((v - v.mean()) ** 2).sum())
+            dof += len(v) - 1
+    return math.sqrt(squares / dof) if dof else math.nan
+
+
 def holm(p_values: Sequence[float]) -> list[float]:
     """Holm's step-down adjustment (1979) of p-values for a family of tests: each adjusted value is compared with
     the level directly; it controls the family-wise error rate, and is uniformly more powerful than Bonferroni."""
@@ -174,12 +263,16 @@ VERDICTS = ("supported", "contradicted", "equivalent within the margin", "inconc
 
 
 def verdict(claim: str, low: float, high: float, p_adjusted: float, margin: float, alpha: float = 0.05) -> str:
-    """One word for a claim about a difference (first arm minus second), from its interval and adjusted p-value.
+    """One word for a claim about a difference (first arm minus second, oriented so that positive means the first
+    arm is better), from its interval and adjusted p-value.
 
-    claim "better" (the first arm is higher): supported where the difference is significant after adjustment and
+    claim "better" (the first arm is better): supported where the difference is significant after adjustment and
     positive, contradicted where significant and negative; otherwise equivalent when the whole interval lies within
     +-margin, else inconclusive. claim "tie": equivalent when the interval lies within +-margin (the
     interval-inclusion form of two one-sided tests), contradicted where a difference is significant, otherwise
+    inconclusive. claim "not_better" (the first arm is not better by more than the margin): equivalent when the
+    interval lies within +-margin, supported when its upper end lies below the margin (non-inferiority of the
+    second arm, e.g. it is significantly better), contradicted where the first arm is significantly better, otherwise
     inconclusive. Absence of evidence is never reported as evidence: a tie needs the interval inside the margin."""
     significant = p_adjusted < alpha
     within = -margin < low and high < margin
@@ -191,7 +284,13 @@ def verdict(claim: str, low: float, high: float, p_adjusted: float, margin: floa
         if within:
             return "equivalent within the margin"
         return "contradicted" if significant else "inconclusive"
-    raise ValueError(f"claim must be 'better' or 'tie', got {claim!r}")
+    if claim == "not_better":
+        if within:
+            return "equivalent within the margin"
+        if significant and low > 0:
+            return "contradicted"
+        return "supported" if high < margin else "inconclusive"
+    raise ValueError(f"claim must be 'better', 'tie' or 'not_better', got {claim!r}")
 
 
 def seeds_needed(difference: float, sd: float, alpha: float = 0.05, power: float = 0.8) -> float:
