@@ -23,6 +23,7 @@ Everything random takes a seed: the same inputs give the same interval.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -168,10 +169,21 @@ def _percentile_and_p(draws: np.ndarray, n_boot: int, level: float) -> tuple[flo
     return (float(low), float(high), float(p))
 
 
-def _resampled_ratio(num: np.ndarray, den: np.ndarray, units: np.ndarray, rng: np.random.Generator) -> float:
-    seeds = rng.integers(num.shape[0], size=num.shape[0])
-    total = den[seeds][:, units].sum()
-    return float(num[seeds][:, units].sum() / total) if total > 0 else math.nan
+def _counts(rng: np.random.Generator, n_boot: int, n: int) -> np.ndarray:
+    """(n_boot, n): how often each of n items is drawn in each of n_boot resamples of size n with replacement."""
+    picks = rng.integers(n, size=(n_boot, n))
+    out = np.zeros((n_boot, n))
+    np.add.at(out, (np.arange(n_boot)[:, None], picks), 1.0)
+    return out
+
+
+def _resampled_ratios(num: np.ndarray, den: np.ndarray, units: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Per resample: sum(num) / sum(den) over this arm's resampled seeds and the given unit counts (n_boot, units)."""
+    seeds = _counts(rng, len(units), num.shape[0])
+    top = np.einsum("bs,su,bu->b", seeds, num, units)
+    bottom = np.einsum("bs,su,bu->b", seeds, den, units)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(bottom > 0, top / np.where(bottom > 0, bottom, 1.0), np.nan)
 
 
 def paired_ratio_difference(
@@ -195,11 +207,8 @@ def paired_ratio_difference(
     num_a, den_a, num_b, den_b = arrays
     estimate = float(num_a.sum() / den_a.sum() - num_b.sum() / den_b.sum())
     rng = np.random.default_rng(seed)
-    n_units = num_a.shape[1]
-    draws = np.empty(n_boot)
-    for i in range(n_boot):
-        units = rng.integers(n_units, size=n_units)
-        draws[i] = _resampled_ratio(num_a, den_a, units, rng) - _resampled_ratio(num_b, den_b, units, rng)
+    units = _counts(rng, n_boot, num_a.shape[1])
+    draws = _resampled_ratios(num_a, den_a, units, rng) - _resampled_ratios(num_b, den_b, units, rng)
     low, high, p = _percentile_and_p(draws, n_boot, level)
     return {"difference": estimate, "low": low, "high": high, "p": p}
 
@@ -213,7 +222,13 @@ def nested_mean_interval(
     if x.ndim != 3:
         raise ValueError(f"expected a (seeds, tracks, rollouts) array, got {x.shape}")
     rng = np.random.default_rng(seed)
-    draws = np.array([_resampled_mean(x, rng.integers(x.shape[1], size=x.shape[1]), rng) for _ in range(n_boot)])
+    n_seeds, n_tracks, n_rollouts = x.shape
+    seeds = rng.integers(n_seeds, size=(n_boot, n_seeds, 1, 1))
+    tracks = rng.integers(n_tracks, size=(n_boot, 1, n_tracks, 1))
+    rollouts = rng.integers(n_rollouts, size=(n_boot, n_seeds, n_tracks, n_rollouts))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a resample of nothing but NaN: left out below
+        draws = np.nanmean(x[seeds, tracks, rollouts], axis=(1, 2, 3))
     low, high, _ = _percentile_and_p(draws, n_boot, level)
     return (float(np.nanmean(x)), low, high)
 
@@ -227,8 +242,7 @@ def ratio_interval(
     if num.ndim != 2 or num.shape != den.shape:
         raise ValueError(f"expected two (seeds, units) arrays of one shape, got {num.shape} and {den.shape}")
     rng = np.random.default_rng(seed)
-    n_units = num.shape[1]
-    draws = np.array([_resampled_ratio(num, den, rng.integers(n_units, size=n_units), rng) for _ in range(n_boot)])
+    draws = _resampled_ratios(num, den, _counts(rng, n_boot, num.shape[1]), rng)
     low, high, _ = _percentile_and_p(draws, n_boot, level)
     return (float(num.sum() / den.sum()), low, high)
 
