@@ -18,7 +18,9 @@ from tmpretrain.stats import (
     nested_mean_interval,
     paired_difference,
     paired_ratio_difference,
+    paired_recall_difference,
     ratio_interval,
+    recall_interval,
     seeds_needed,
     verdict,
     wilson_interval,
@@ -189,3 +191,19 @@ def test_between_seed_sd_pools_the_arms_around_their_own_means():
     # Arm a: 1, 3 (squares 2, 1 dof); arm b: 10, 12, 14 (squares 8, 2 dof): sqrt(10 / 3).
     assert between_seed_sd([1.0, 3.0], [10.0, 12.0, 14.0]) == pytest.approx(math.sqrt(10 / 3))
     assert math.isnan(between_seed_sd([1.0], [2.0]))
+
+
+def test_mean_recall_of_pooled_confusion_matrices():
+    # Known answer, 3 classes, classes 0 and 1 averaged: pooled over 2 seeds x 2 units, class 0 has 8 of 10
+    # right, class 1 has 3 of 6, class 2 (not averaged) 0 of 4: 0.5 * (0.8 + 0.5) = 0.65.
+    unit = np.array([[2.0, 0.5, 0.0], [0.5, 0.75, 0.25], [0.5, 0.5, 0.0]])
+    conf = np.stack([np.stack([unit, unit]), np.stack([unit, unit])])  # (2, 2, 3, 3): every unit alike
+    value, low, high = recall_interval(conf, [0, 1], seed=1)
+    assert value == pytest.approx(0.65) and low == pytest.approx(0.65) and high == pytest.approx(0.65)
+    empty = conf.copy()
+    empty[..., 1, :] = 0.0  # class 1 without support counts as 0 (as the seed did)
+    assert recall_interval(empty, [0, 1], seed=1)[0] == pytest.approx(0.4)
+    d = paired_recall_difference(conf, empty, [0, 1], seed=2)
+    assert d["difference"] == pytest.approx(0.25) and d["low"] == pytest.approx(0.25) and d["p"] == 1 / 2000
+    with pytest.raises(ValueError, match="same units"):
+        paired_recall_difference(conf, conf[:, :1], [0, 1])

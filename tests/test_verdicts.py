@@ -17,6 +17,7 @@ from tmpretrain.experiments.results import (
     CONCLUSIONS,
     GREEDY,
     LOSS,
+    MAIN_ACCURACY,
     MARGINS,
     METRICS,
     MIN_SEEDS,
@@ -46,7 +47,7 @@ def _run(name: str, family: str, seed: int, acc: float, progress: float, seed_sd
                 "correct": correct,
                 "ce_sum": FRAMES * (2.0 - correct / FRAMES),  # loss falls as accuracy rises
                 "weight_sum": float(FRAMES),
-                "confusion": [[correct, FRAMES - correct], [0, 0]],
+                "confusion": [[correct, FRAMES - correct] + [0] * 10] + [[0] * 12] * 11,  # all labels "accel"
             }
         )
     tracks = []
@@ -104,6 +105,9 @@ def test_a_clear_gap_in_the_claimed_direction_is_supported(judged):
     assert result[ACCURACY].difference == pytest.approx(0.10, abs=0.005)
     assert result[ACCURACY].low > 0.09 and result[ACCURACY].high < 0.11
     assert result[LOSS].verdict == "supported"  # lower loss is better: the difference is oriented
+    # main-actions accuracy: accel's recall, the five other main actions without support count as 0
+    assert result[MAIN_ACCURACY].verdict == "supported"
+    assert result[MAIN_ACCURACY].difference == pytest.approx(result[ACCURACY].difference / 6)
     assert result[LOSS].difference == pytest.approx(-0.10, abs=0.005)
     assert result[PROGRESS].verdict == "supported" and result[GREEDY].verdict == "supported"
     assert result[ACCURACY].units == len(REPLAY_EFFECT) and result[PROGRESS].units == len(TRACK_EFFECT)

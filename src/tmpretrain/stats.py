@@ -13,9 +13,11 @@ track is hard for every rollout), so treating them as such would give intervals 
 
 Comparing two arms (the study's verdicts): `paired_difference` (a hierarchical bootstrap over training seeds and the
 shared tracks, rollouts nested, with a p-value), `paired_ratio_difference` (the same for pooled ratios such as an
-accuracy over test replays: seeds and the shared replays resampled), `holm` (family-wise adjustment across
-conclusions), `verdict` (one word per claim: supported, contradicted, equivalent within the margin, inconclusive),
-`seeds_needed` and `between_seed_sd`. One arm alone: `nested_mean_interval` and `ratio_interval`.
+accuracy over test replays: seeds and the shared replays resampled), `paired_recall_difference` (mean per-class
+recall, e.g. main-actions accuracy, from confusion matrices, resampled the same way), `holm` (family-wise
+adjustment across conclusions), `verdict` (one word per claim: supported, contradicted, equivalent within the
+margin, inconclusive), `seeds_needed` and `between_seed_sd`. One arm alone: `nested_mean_interval`,
+`ratio_interval` and `recall_interval`.
 
 Everything random takes a seed: the same inputs give the same interval.
 """
@@ -245,6 +247,54 @@ def ratio_interval(
     draws = _resampled_ratios(num, den, _counts(rng, n_boot, num.shape[1]), rng)
     low, high, _ = _percentile_and_p(draws, n_boot, level)
     return (float(num.sum() / den.sum()), low, high)
+
+
+def _resampled_mean_recall(conf: np.ndarray, classes: list[int], units: np.ndarray, rng) -> np.ndarray:
+    """Per resample: the mean recall over `classes` of the confusion matrices (seeds, units, C, C) pooled over this
+    arm's resampled seeds and the given unit counts; a class without support counts as 0."""
+    seeds = _counts(rng, len(units), conf.shape[0])
+    return mean_recall(np.einsum("bs,suij,bu->bij", seeds, conf, units), classes)
+
+
+def mean_recall(pooled: np.ndarray, classes: list[int]) -> np.ndarray:
+    """The mean recall over `classes` of confusion matrices (..., C, C), rows true; 0 for a class without support."""
+    correct = np.diagonal(pooled, axis1=-2, axis2=-1)[..., classes]
+    support = pooled.sum(axis=-1)[..., classes]
+    recall = np.divide(correct, support, out=np.zeros_like(correct, dtype=float), where=support > 0)
+    return recall.mean(axis=-1)
+
+
+def paired_recall_difference(
+    conf_a: np.ndarray,
+    conf_b: np.ndarray,
+    classes: Sequence[int],
+    n_boot: int = N_BOOT,
+    seed: int | Sequence[int] = 0,
+    level: float = 0.95,
+) -> dict:
+    """The difference of mean per-class recall over `classes` (e.g. main-actions accuracy) of two arms' confusion
+    matrices (training seeds, units, C, C), pooled over seeds and units, with the bootstrap of
+    `paired_ratio_difference` (seeds per arm, the shared units once for both)."""
+    conf_a, conf_b, classes = np.asarray(conf_a, dtype=float), np.asarray(conf_b, dtype=float), list(classes)
+    if conf_a.ndim != 4 or conf_b.ndim != 4 or conf_a.shape[1:] != conf_b.shape[1:]:
+        raise ValueError(f"expected (seeds, units, C, C) arrays on the same units, got {conf_a.shape}, {conf_b.shape}")
+    estimate = float(mean_recall(conf_a.sum(axis=(0, 1)), classes) - mean_recall(conf_b.sum(axis=(0, 1)), classes))
+    rng = np.random.default_rng(seed)
+    units = _counts(rng, n_boot, conf_a.shape[1])
+    draws = _resampled_mean_recall(conf_a, classes, units, rng) - _resampled_mean_recall(conf_b, classes, units, rng)
+    low, high, p = _percentile_and_p(draws, n_boot, level)
+    return {"difference": estimate, "low": low, "high": high, "p": p}
+
+
+def recall_interval(
+    conf: np.ndarray, classes: Sequence[int], n_boot: int = N_BOOT, seed: int | Sequence[int] = 0, level: float = 0.95
+) -> tuple[float, float, float]:
+    """(mean recall over `classes`, low, high) of one arm's confusion matrices (training seeds, units, C, C)."""
+    conf, classes = np.asarray(conf, dtype=float), list(classes)
+    rng = np.random.default_rng(seed)
+    draws = _resampled_mean_recall(conf, classes, _counts(rng, n_boot, conf.shape[1]), rng)
+    low, high, _ = _percentile_and_p(draws, n_boot, level)
+    return (float(mean_recall(conf.sum(axis=(0, 1)), classes)), low, high)
 
 
 def between_seed_sd(*arms: Sequence[float]) -> float:

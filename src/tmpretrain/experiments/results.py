@@ -37,6 +37,7 @@ import numpy as np
 import pandas as pd
 
 from .. import stats
+from ..actions import MAIN_ACTIONS
 from . import BC_METRICS, EVAL_METRICS, RL_METRICS, PresetError, lookup, runnable
 
 RESULTS_DIR = Path("docs/experiments")
@@ -222,7 +223,8 @@ def has_rows(exp: dict) -> bool:
 @dataclass(frozen=True)
 class Metric:
     """A number a conclusion is judged on. `source`: "replays" (test counts: field "acc" = correct / frames,
-    "loss" = ce_sum / weight_sum at the exported offset) or "tracks" (driving rows of `group`: "progress", or
+    "loss" = ce_sum / weight_sum at the exported offset, "main_actions" = the mean recall of the six main actions
+    from the confusion matrices) or "tracks" (driving rows of `group`: "progress", or
     "finished" as 0/1); `family`: its margin in MARGINS and its Holm family."""
 
     key: str
@@ -240,15 +242,19 @@ class Metric:
 
 METRICS = (
     Metric("test/acc", "test accuracy", True, "replays", "acc", "accuracy"),
+    Metric("test/main_actions_acc", "test main-actions accuracy", True, "replays", "main_actions", "accuracy"),
     Metric("test/loss", "test loss", False, "replays", "loss", "loss"),
     Metric("policy/progress", "progress (sampled)", True, "tracks", "progress", "driving", "policy"),
     Metric("policy/completion_rate", "completion (sampled)", True, "tracks", "finished", "driving", "policy"),
     Metric("policy_greedy/progress", "progress (greedy)", True, "tracks", "progress", "driving", "policy_greedy"),
 )
-ACCURACY, LOSS, PROGRESS, COMPLETION, GREEDY = METRICS
+ACCURACY, MAIN_ACCURACY, LOSS, PROGRESS, COMPLETION, GREEDY = METRICS
 
 
-def _ratio_parts(exp: dict, field: str) -> dict[str, tuple[float, float]]:
+def _replay_parts(exp: dict, field: str) -> dict:
+    """Per test replay: (numerator, denominator) of the pooled ratio, or ("main_actions") its confusion matrix."""
+    if field == "main_actions":
+        return {r["replay"]: r["confusion"] for r in exp.get("test_replays") or []}
     num, den = ("correct", "frames") if field == "acc" else ("ce_sum", "weight_sum")
     return {r["replay"]: (float(r[num]), float(r[den])) for r in exp.get("test_replays") or []}
 
@@ -265,16 +271,20 @@ def _track_values(exp: dict, metric: Metric) -> dict:
 def units_of(runs: list[dict], metric: Metric) -> list:
     """The tracks (driving) or test replays (per frame) every run has: what two arms are paired on."""
     sets = [
-        set(_ratio_parts(r, metric.field) if metric.source == "replays" else _track_values(r, metric)) for r in runs
+        set(_replay_parts(r, metric.field) if metric.source == "replays" else _track_values(r, metric)) for r in runs
     ]
     return sorted(set.intersection(*sets), key=str) if sets else []
 
 
 def arm_arrays(runs: list[dict], metric: Metric, units: list) -> tuple[np.ndarray, ...]:
-    """("replays") numerator and denominator arrays (seeds, replays); ("tracks") one (seeds, tracks, rollouts)
-    array, NaN-padded where a run has fewer rollouts of a track."""
+    """("replays") numerator and denominator arrays (seeds, replays), or ("main_actions") one array of confusion
+    matrices (seeds, replays, C, C); ("tracks") one (seeds, tracks, rollouts) array, NaN-padded where a run has fewer
+    rollouts of a track."""
+    if metric.field == "main_actions":
+        parts = [_replay_parts(r, metric.field) for r in runs]
+        return (np.array([[p[u] for u in units] for p in parts], dtype=float),)
     if metric.source == "replays":
-        parts = [_ratio_parts(r, metric.field) for r in runs]
+        parts = [_replay_parts(r, metric.field) for r in runs]
         num = np.array([[p[u][0] for u in units] for p in parts], dtype=float)
         den = np.array([[p[u][1] for u in units] for p in parts], dtype=float)
         return num, den
@@ -293,7 +303,12 @@ def per_seed(runs: list[dict], metric: Metric) -> list[float]:
     for r in runs:
         if has_rows(r):
             arrays = arm_arrays([r], metric, units_of([r], metric))
-            out.append(float(arrays[0].sum() / arrays[1].sum()) if len(arrays) == 2 else float(np.nanmean(arrays[0])))
+            if metric.field == "main_actions":
+                out.append(float(stats.mean_recall(arrays[0].sum(axis=(0, 1)), list(MAIN_ACTIONS))))
+            elif metric.source == "replays":
+                out.append(float(arrays[0].sum() / arrays[1].sum()))
+            else:
+                out.append(float(np.nanmean(arrays[0])))
         else:
             out.append(value(r, metric.key))
     return [v for v in out if not math.isnan(v)]
@@ -311,7 +326,9 @@ def arm_summary(runs: list[dict], metric: Metric) -> tuple[float, float | None, 
         if units:
             arrays = arm_arrays(runs, metric, units)
             seed = _seed(metric.key, *(r["name"] for r in runs))
-            fn = stats.ratio_interval if len(arrays) == 2 else stats.nested_mean_interval
+            if metric.field == "main_actions":
+                return stats.recall_interval(arrays[0], list(MAIN_ACTIONS), seed=seed)
+            fn = stats.ratio_interval if metric.source == "replays" else stats.nested_mean_interval
             return fn(*arrays, seed=seed)
     values = per_seed(runs, metric)
     return (statistics.fmean(values) if values else math.nan, None, None)
@@ -481,7 +498,9 @@ def _compare(conclusion: Conclusion, metric: Metric, runs_a: list[dict], runs_b:
         return out | {"reason": "the two arms share no track or test replay"}
     xa, xb = arm_arrays(runs_a, metric, units), arm_arrays(runs_b, metric, units)
     seed = _seed(conclusion.title, metric.key)
-    if metric.source == "replays":
+    if metric.field == "main_actions":
+        d = stats.paired_recall_difference(xa[0], xb[0], list(MAIN_ACTIONS), seed=seed)
+    elif metric.source == "replays":
         d = stats.paired_ratio_difference(*xa, *xb, seed=seed)
     else:
         d = stats.paired_difference(xa[0], xb[0], seed=seed)
@@ -832,7 +851,8 @@ def method_lines() -> list[str]:
         f"interval from a hierarchical bootstrap ({stats.N_BOOT} resamples): each arm's training seeds resampled, "
         "one resample of the shared held-out tracks for both arms (rollouts resampled within each track), or of the "
         "shared test replays for test accuracy and loss (correct predictions and frames pooled: the frames of a "
-        "replay are not independent, the replay is the unit). Test loss is the cross-entropy at the exported offset.",
+        "replay are not independent, the replay is the unit). Test loss is the cross-entropy at the exported offset; "
+        "test main-actions accuracy the mean recall of the six main actions from the pooled confusion matrices.",
         "- A two-sided bootstrap p-value of no difference, Holm-adjusted per metric across the conclusions judged on "
         f"that metric (family-wise error {ALPHA:g}).",
         f"- Equivalence margins (`MARGINS`): {margins}.",
