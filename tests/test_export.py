@@ -41,7 +41,16 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def _export(out, hw=(64, 64)):
-    model = BCModel(hw, 1, 2, True, 1024, 0.0, 0.0, False)
+    model = BCModel(
+        image_hw=hw,
+        n_stack=1,
+        n_offsets=2,
+        use_actions_head=True,
+        dense_hidden_dimension=1024,
+        dropout=0.0,
+        action_head_dropout=0.0,
+        use_floats=False,
+    )
     export_encoder(model.encoder, out / ENCODER_FILE)
     export_actions_head(model.heads[head_index([0, 10], 0)], out / ACTIONS_HEAD_FILE, model.head_input_dim)
     meta = {

@@ -24,7 +24,16 @@ from tmpretrain.models import (
 
 
 def _bc(hw=(64, 64), n_stack=1, n_offsets=1, use_actions_head=True, dropout=0.0, head_dropout=0.0, floats=False):
-    return BCModel(hw, n_stack, n_offsets, use_actions_head, 1024, dropout, head_dropout, floats)
+    return BCModel(
+        image_hw=hw,
+        n_stack=n_stack,
+        n_offsets=n_offsets,
+        use_actions_head=use_actions_head,
+        dense_hidden_dimension=1024,
+        dropout=dropout,
+        action_head_dropout=head_dropout,
+        use_floats=floats,
+    )
 
 
 def test_normalize():
@@ -234,7 +243,9 @@ def test_channels_last_input():
 def test_vision_model_learns(task):
     torch.manual_seed(0)
     hw = (60, 80)  # odd conv sizes on the way down: the decoder must still give back exactly 60 x 80
-    model = VisionModel(hw, task, latent_dim=16, vae_beta=1e-3, simclr_temperature=0.2, simclr_projection_dim=16)
+    model = VisionModel(
+        image_hw=hw, task=task, latent_dim=16, vae_beta=1e-3, simclr_temperature=0.2, simclr_projection_dim=16
+    )
     coarse = torch.randint(0, 256, (8, 1, 6, 8)).float()  # smooth frames, like real ones
     frames = nn.functional.interpolate(coarse, size=hw, mode="bilinear", align_corners=False).to(torch.uint8)
     x = normalize(frames, "iqn")
@@ -260,9 +271,9 @@ def test_vision_model_learns(task):
 
 def test_vision_model_unknown_task_and_shape():
     with pytest.raises(ValueError, match="task"):
-        VisionModel((64, 64), "mae")
+        VisionModel(image_hw=(64, 64), task="mae")
     with pytest.raises(ValueError, match="expects input"):
-        VisionModel((64, 64)).loss(torch.zeros(2, 1, 60, 80))
+        VisionModel(image_hw=(64, 64)).loss(torch.zeros(2, 1, 60, 80))
 
 
 def test_augment_is_seeded_and_per_sample():
@@ -276,8 +287,28 @@ def test_augment_is_seeded_and_per_sample():
 
 def test_checkpointed_stack_computes_the_same_outputs_and_gradients():
     torch.manual_seed(0)
-    plain = BCModel((64, 64), 3, 2, True, 1024, 0.0, 0.0, False, checkpoint_stack=False)
-    ckpt = BCModel((64, 64), 3, 2, True, 1024, 0.0, 0.0, False, checkpoint_stack=True)
+    plain = BCModel(
+        image_hw=(64, 64),
+        n_stack=3,
+        n_offsets=2,
+        use_actions_head=True,
+        dense_hidden_dimension=1024,
+        dropout=0.0,
+        action_head_dropout=0.0,
+        use_floats=False,
+        checkpoint_stack=False,
+    )
+    ckpt = BCModel(
+        image_hw=(64, 64),
+        n_stack=3,
+        n_offsets=2,
+        use_actions_head=True,
+        dense_hidden_dimension=1024,
+        dropout=0.0,
+        action_head_dropout=0.0,
+        use_floats=False,
+        checkpoint_stack=True,
+    )
     ckpt.load_state_dict(plain.state_dict())
     x = torch.randn(8, 3, 64, 64)
     outs = []

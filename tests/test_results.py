@@ -1,5 +1,6 @@
-"""The results page: which experiment stands for each preset, how seed noise decides a conclusion, and that
-docs/experiments/results.md is exactly what its snapshot of named DVC experiments says."""
+"""The results page: which experiment stands for each preset, its rows read from the experiment's commit and
+merged across sittings, and that docs/experiments/results.md is exactly what its snapshot of named DVC experiments
+says. The verdicts themselves: tests/test_verdicts.py."""
 
 from __future__ import annotations
 
@@ -14,19 +15,22 @@ from tmpretrain.cli import main
 from tmpretrain.experiments import BC_METRICS, EVAL_METRICS, PresetError, experiment_rows, load_presets
 from tmpretrain.experiments.results import (
     CONCLUSIONS,
-    DRIVING,
     FIGURE_FILE,
+    NO_ROWS,
     PAGE_FILE,
-    PER_FRAME,
     SNAPSHOT_FILE,
-    Conclusion,
+    TEST_REPLAYS_FILE,
+    TRACKS_FILE,
+    by_preset,
     collect,
     figure_spec,
+    judge,
     load_snapshot,
+    not_seed_repeats,
+    read_at,
     render_page,
-    seed_spread,
     value,
-    verdict,
+    why_missing,
     write_results,
 )
 
@@ -67,27 +71,106 @@ def test_collect_takes_each_presets_newest_finished_experiment():
             "not_a_preset": (_metrics(0.5, 0.5), None, "2026-11-30T09:00:00"),
         }
     )
-    snap = collect(experiment_rows(show), PRESETS)
+    snap = collect(experiment_rows(show), PRESETS, read=_none, why=lambda rev, path: "not in the commit")
     names = [e["name"] for e in snap["experiments"]]
     assert names == ["v1.1", "v2"]  # presets.yaml's order
+    for e in snap["experiments"]:  # no rows committed: said so, with why
+        assert e["tracks"] is None and e["test_replays"] is None
+        assert e["missing_rows"] == {TRACKS_FILE: "not in the commit", TEST_REPLAYS_FILE: "not in the commit"}
     assert value(snap["experiments"][1], "test/acc") == 0.60 and snap["experiments"][1]["baseline"] == "b" * 40
     assert {"v1", "v2_next_tick", "v1.2"} <= set(snap["missing"])
     with pytest.raises(PresetError, match="none of the presets has run"):
         collect(experiment_rows(_exp_show({"v1": (_metrics(0.5, 0.5), "running", None)})), PRESETS)
 
 
-def test_verdicts_count_a_difference_only_beyond_seed_noise():
-    better = Conclusion("t", "s", "a", "b", "better")
-    tie = Conclusion("t", "s", "a", "b", "tie")
-    not_better = Conclusion("t", "s", "a", "b", "not_better")
-    assert verdict(better, 0.05, 0.02) == "holds"
-    assert verdict(better, 0.01, 0.02) == "within seed noise"
-    assert verdict(better, -0.05, 0.02) == "reversed: b is better"
-    assert verdict(tie, 0.01, 0.02) == "holds (within seed noise)"
-    assert verdict(tie, -0.05, 0.02) == "does not hold: b is better"
-    assert verdict(not_better, 0.05, 0.02) == "does not hold"
-    assert verdict(not_better, -0.05, 0.02) == "holds"
-    assert verdict(better, math.nan, 0.02) == "not measured"
+def _none(rev, path):
+    return None
+
+
+TRACKS = {
+    "note": None,
+    "rows": [
+        {"group": g, "track": t, "rollout": r, "progress": 0.5, "finished": t == 0, "clean": True, "lap_time_s": 1}
+        for g in ("policy", "policy_greedy", "expert")
+        for t in range(2)
+        for r in range(2)
+    ],
+}
+REPLAYS = {
+    "offsets_ms": [-10, 0],
+    "offset_weights": [0.5, 1.0],
+    "export_offset_ms": 0,
+    "actions": [],
+    "main_actions": [],
+    "replays": [
+        {
+            "replay": "t0/a.replay",
+            "track": "t0",
+            "frames": [9, 10],
+            "correct": [1, 6],
+            "ce_sum": [9.0, 12.0],
+            "weight_sum": [9.0, 10.0],
+            "confusion": [[6, 4], [0, 0]],
+        }
+    ],
+}
+
+
+def test_collect_reads_each_experiments_rows_from_its_commit_and_keeps_earlier_runs():
+    read = []
+
+    def reader(rev, path):
+        read.append((rev, path))
+        return {TRACKS_FILE: TRACKS, TEST_REPLAYS_FILE: REPLAYS}[path]
+
+    show = _exp_show({"v2": (_metrics(0.60, 0.8), None, "2026-11-30T10:00:00")})
+    earlier = {
+        "experiments": [
+            {"name": "v1", "family": "training-length", "rev": "e" * 40, "tracks": None, "test_replays": None},
+            {"name": "v2", "family": "iqn-chain", "rev": "f" * 40, "tracks": None, "test_replays": None},
+        ]
+    }
+    snap = collect(experiment_rows(show), PRESETS, read=reader, previous=earlier)
+    v1, v2 = snap["experiments"]
+    assert v1 == earlier["experiments"][0]  # an earlier sitting's run is kept as it was
+    assert v2["rev"] == f"{0:040x}" and {p for _, p in read} == {TRACKS_FILE, TEST_REPLAYS_FILE}  # v2 rerun
+    assert {r["group"] for r in v2["tracks"]} == {"policy", "policy_greedy"} and len(v2["tracks"]) == 8
+    assert v2["tracks"][0] == {"group": "policy", "track": 0, "rollout": 0, "progress": 0.5, "finished": True}
+    # the exported offset's counts of each test replay
+    assert v2["test_replays"] == [
+        {
+            "replay": "t0/a.replay",
+            "track": "t0",
+            "frames": 10,
+            "correct": 6,
+            "ce_sum": 12.0,
+            "weight_sum": 10.0,
+            "confusion": [[6, 4], [0, 0]],
+        }
+    ]
+    assert snap["schema"] == 2 and "v1" not in snap["missing"] and "v1.1" in snap["missing"]
+
+
+def test_read_at_reads_a_committed_json_file_bounded():
+    head = read_at("HEAD", "docs/experiments/results.json", cwd=ROOT)
+    assert isinstance(head, dict) and "experiments" in head
+    assert read_at("HEAD", "docs/experiments/results.json", max_bytes=10, cwd=ROOT) is None
+    assert read_at("HEAD", "no/such/file.json", cwd=ROOT) is None
+    assert read_at("HEAD", "dvc.yaml", cwd=ROOT) is None  # not JSON
+    assert why_missing("HEAD", "no/such/file.json", cwd=ROOT) == "not in the commit"
+    assert why_missing("HEAD", "dvc.yaml", cwd=ROOT) == "unreadable (too large or not JSON)"
+    assert why_missing("0" * 40, "dvc.yaml", cwd=ROOT) == "commit not in this repository"
+
+
+def test_seed_repeats_group_only_when_nothing_but_the_seeds_differs():
+    base = {"name": "v2", "family": "iqn-chain", "params": {"bc.seed": 0, "vis.seed": 0, "bc.lr": 1e-3}}
+    same = {"name": "v2_seed1", "family": "seeds", "params": {"bc.seed": 1, "vis.seed": 0, "bc.lr": 1e-3}}
+    vis = {"name": "v2_seed2", "family": "seeds", "params": {"bc.seed": 0, "vis.seed": 5, "bc.lr": 1e-3}}
+    other = {"name": "v2_seed3", "family": "seeds", "params": {"bc.seed": 3, "vis.seed": 0, "bc.lr": 1e-4}}
+    again = {"name": "v2_seed4", "family": "seeds", "params": {"bc.seed": 1, "vis.seed": 0, "bc.lr": 1e-3}}
+    snap = {"experiments": [base, same, vis, other, again]}
+    assert [e["name"] for e in by_preset(snap)["v2"]] == ["v2", "v2_seed1", "v2_seed2"]
+    assert not_seed_repeats(snap) == ["v2_seed3", "v2_seed4"]
 
 
 def _snapshot() -> dict:
@@ -105,23 +188,11 @@ def _snapshot() -> dict:
                 "desc": spec.get("desc", ""),
                 "rev": f"{k:040x}",
                 "baseline": "c" * 40,
-                "params": {},
+                "params": {"bc.seed": int(name.rsplit("_seed", 1)[1]) if "_seed" in name else 0, "vis.seed": 0},
                 "metrics": _metrics(acc, progress),
             }
         )
     return {"experiments": experiments, "missing": []}
-
-
-def test_seed_noise_is_the_largest_range_over_repeated_presets():
-    snap = _snapshot()
-    acc = next(m for m in PER_FRAME if m.key == "test/acc")
-    spread, presets = seed_spread(snap, acc)
-    assert "v2" in presets and "v1.1" in presets and "v2_multi_offset_ahead_tuned" not in presets
-    by = {e["name"]: e for e in snap["experiments"]}
-    ranges = [
-        abs(value(by[f"{p}_seed1"], "test/acc") - value(by[p], "test/acc")) for p in presets if f"{p}_seed1" in by
-    ]
-    assert spread == pytest.approx(max(ranges + [0.60 - 0.53, 0.53 - value(by["v2_seed2"], "test/acc")]))
 
 
 def test_page_has_every_preset_and_checks_every_conclusion():
@@ -129,19 +200,19 @@ def test_page_has_every_preset_and_checks_every_conclusion():
     page = render_page(snap)
     table = [line for line in page.splitlines() if line.startswith("| v")]
     for e in snap["experiments"]:
-        if e["family"] != "seeds":
-            row = next(line for line in table if line.startswith(f"| {e['name']} "))
-            assert e["rev"][:7] in row and f"{value(e, 'test/acc'):.3f}" in row
-            assert f"{value(e, 'policy/progress'):.3f}" in row
+        row = next(line for line in table if line.startswith(f"| {e['name']} | {e['rev'][:7]} "))
+        assert f"{value(e, 'test/acc'):.3f} (no interval)" in row
+        assert f"{value(e, 'policy/progress'):.3f} (no interval)" in row
     for c in CONCLUSIONS:
         assert f"### {c.title}: {c.a} vs {c.b}" in page
-        assert f"| {c.title} | {c.a} vs {c.b} | " in page  # the summary row
-    assert page.count("On per-frame accuracy: **") == len(CONCLUSIONS)
-    # v2 (3 seeds: 0.53, 0.60, v2_seed2's) is averaged; the verdict names the experiments behind each number
+        assert f"| {c.title} | {c.a} vs {c.b} | {c.claim} | " in page  # the summary row
+    assert page.count("Verdicts: ") == len(CONCLUSIONS)
+    # v2 (3 seeds) is one preset over its seeds; each conclusion names the experiments behind each number
     assert "`v2`, `v2_seed1`, `v2_seed2` (3 seeds)" in page
+    assert f"inconclusive: {NO_ROWS}" in page and "Runs that predate the verdict protocol" in page
     assert FIGURE_FILE.name in page and "rank correlation" in page
     spec = figure_spec(snap)
-    assert len(spec["data"]["values"]) == len(snap["experiments"])
+    assert len(spec["data"]["values"]) == len(by_preset(snap))
 
 
 def test_a_preset_that_has_not_run_is_named_not_guessed():
@@ -171,17 +242,30 @@ def test_cli_writes_the_page_from_a_snapshot(tmp_path, capsys):
 
 def test_results_md_is_what_its_snapshot_says():
     """The committed page is generated, not typed: regenerating it from the committed snapshot changes nothing,
-    and every number in it comes from a named experiment with its commit."""
+    every number in it comes from a named experiment with its commit, and its verdicts follow from the snapshot's
+    rows: where the runs have none (they predate the protocol), every conclusion is inconclusive for that reason."""
     snapshot = load_snapshot(ROOT / SNAPSHOT_FILE)
-    assert (ROOT / PAGE_FILE).read_text(encoding="utf-8") == render_page(snapshot)
+    page = (ROOT / PAGE_FILE).read_text(encoding="utf-8")
+    assert page == render_page(snapshot)
     assert (ROOT / FIGURE_FILE).is_file()
     names = [e["name"] for e in snapshot["experiments"]]
     assert len(set(names)) == len(names) and all(len(e["rev"]) == 40 for e in snapshot["experiments"])
     twelve = [n for n in names if not n.rsplit("_seed", 1)[-1].isdigit()]
     assert len(twelve) == 12 and not snapshot["missing"]
     for e in snapshot["experiments"]:
-        for metric in PER_FRAME + DRIVING:
-            assert not math.isnan(value(e, metric.key)), (e["name"], metric.key)
+        for key in ("test/acc", "test/loss", "policy/progress", "policy/completion_rate"):
+            assert not math.isnan(value(e, key)), (e["name"], key)
+    judgements = judge(snapshot)
+    summary = {line.split(" | ")[0][2:]: line for line in page.splitlines() if line.startswith("| ")}
+    for c in CONCLUSIONS:
+        result = judgements[c.title]
+        cells = summary[c.title].strip("| ").split(" | ")[4:]
+        assert cells == [j.text for j in result.values()], c.title
+        for j in result.values():
+            rows = all(
+                e.get("tracks") and e.get("test_replays") for e in by_preset(snapshot)[c.a] + by_preset(snapshot)[c.b]
+            )
+            assert rows or (j.verdict == "inconclusive" and j.reason == NO_ROWS)
 
 
 def test_written_files_round_trip(tmp_path):

@@ -8,13 +8,19 @@ import numpy as np
 import pytest
 
 from tmpretrain.stats import (
+    between_seed_sd,
     clustered_rate,
     design_effect,
     format_interval,
     hierarchical_bootstrap,
     holm,
     nanmean_or_nan,
+    nested_mean_interval,
     paired_difference,
+    paired_ratio_difference,
+    paired_recall_difference,
+    ratio_interval,
+    recall_interval,
     seeds_needed,
     verdict,
     wilson_interval,
@@ -131,6 +137,11 @@ def test_paired_difference_of_the_same_arm_is_zero_and_not_significant():
         ("tie", 0.003, 0.009, 0.001, "equivalent within the margin"),  # different, but by less than the margin
         ("tie", 0.02, 0.05, 0.01, "contradicted"),
         ("tie", -0.02, 0.04, 0.4, "inconclusive"),  # no evidence of a difference is not evidence of a tie
+        ("not_better", -0.004, 0.006, 0.6, "equivalent within the margin"),
+        ("not_better", -0.05, -0.02, 0.01, "supported"),  # the second arm is significantly better
+        ("not_better", -0.05, 0.005, 0.2, "supported"),  # not better by more than the margin
+        ("not_better", 0.02, 0.05, 0.01, "contradicted"),
+        ("not_better", -0.02, 0.04, 0.4, "inconclusive"),
     ],
 )
 def test_verdict_words(claim, low, high, p, word):
@@ -142,3 +153,57 @@ def test_seeds_needed_is_the_normal_approximation():
     assert seeds_needed(1.0, 1.0) == 16
     assert seeds_needed(0.5, 1.0) == 63
     assert seeds_needed(10.0, 1.0) == 2 and seeds_needed(0.0, 1.0) == math.inf
+
+
+def test_verdict_rejects_an_unknown_claim():
+    with pytest.raises(ValueError, match="not_better"):
+        verdict("worse", 0.0, 0.1, 0.5, margin=0.01)
+
+
+def test_paired_ratio_difference_pools_counts_and_pairs_the_units():
+    # Known answer: 2 seeds x 3 replays; a: 60 + 60 + 30 correct of 100 + 100 + 100 per seed = 0.5; b: 0.4.
+    den = np.full((2, 3), 100.0)
+    num_a = np.array([[60.0, 60.0, 30.0], [60.0, 60.0, 30.0]])
+    num_b = num_a - 10.0
+    d = paired_ratio_difference(num_a, den, num_b, den, seed=3)
+    assert d["difference"] == pytest.approx(0.1)
+    # Every replay and seed is exactly 0.1 apart: every resample is 0.1 (the replays' difficulty cancels).
+    assert d["low"] == pytest.approx(0.1) and d["high"] == pytest.approx(0.1) and d["p"] == pytest.approx(1 / 2000)
+    same = paired_ratio_difference(num_a, den, num_a[::-1], den, seed=3)
+    assert same["difference"] == 0.0 and same["p"] == 1.0
+    with pytest.raises(ValueError, match="same units"):
+        paired_ratio_difference(num_a, den, num_b[:, :2], den[:, :2])
+
+
+def test_one_arm_intervals_cover_their_estimate_and_shrink_to_it_without_spread():
+    x = np.full((3, 5, 2), 0.7)
+    assert nested_mean_interval(x) == pytest.approx((0.7, 0.7, 0.7))
+    rng = np.random.default_rng(6)
+    noisy = rng.normal(0.5, 0.1, size=(4, 20, 3))
+    mean, low, high = nested_mean_interval(noisy, seed=1)
+    assert low < mean < high and mean == pytest.approx(float(noisy.mean()))
+    num, den = np.array([[30.0, 50.0], [40.0, 60.0]]), np.full((2, 2), 100.0)
+    ratio, low, high = ratio_interval(num, den, seed=1)
+    assert ratio == pytest.approx(0.45) and 0.3 <= low <= ratio <= high <= 0.6
+
+
+def test_between_seed_sd_pools_the_arms_around_their_own_means():
+    # Arm a: 1, 3 (squares 2, 1 dof); arm b: 10, 12, 14 (squares 8, 2 dof): sqrt(10 / 3).
+    assert between_seed_sd([1.0, 3.0], [10.0, 12.0, 14.0]) == pytest.approx(math.sqrt(10 / 3))
+    assert math.isnan(between_seed_sd([1.0], [2.0]))
+
+
+def test_mean_recall_of_pooled_confusion_matrices():
+    # Known answer, 3 classes, classes 0 and 1 averaged: pooled over 2 seeds x 2 units, class 0 has 8 of 10
+    # right, class 1 has 3 of 6, class 2 (not averaged) 0 of 4: 0.5 * (0.8 + 0.5) = 0.65.
+    unit = np.array([[2.0, 0.5, 0.0], [0.5, 0.75, 0.25], [0.5, 0.5, 0.0]])
+    conf = np.stack([np.stack([unit, unit]), np.stack([unit, unit])])  # (2, 2, 3, 3): every unit alike
+    value, low, high = recall_interval(conf, [0, 1], seed=1)
+    assert value == pytest.approx(0.65) and low == pytest.approx(0.65) and high == pytest.approx(0.65)
+    empty = conf.copy()
+    empty[..., 1, :] = 0.0  # class 1 without support counts as 0 (as the seed did)
+    assert recall_interval(empty, [0, 1], seed=1)[0] == pytest.approx(0.4)
+    d = paired_recall_difference(conf, empty, [0, 1], seed=2)
+    assert d["difference"] == pytest.approx(0.25) and d["low"] == pytest.approx(0.25) and d["p"] == 1 / 2000
+    with pytest.raises(ValueError, match="same units"):
+        paired_recall_difference(conf, conf[:, :1], [0, 1])

@@ -261,16 +261,49 @@ def test_test_split_is_scored_once_with_the_exported_weights(tmp_path):
     assert set(test) >= {"loss", "acc", "acc_offset", "main_actions_acc", "balanced_acc", "macro_f1"}
     assert np.isfinite(test["loss"]) and 0.0 <= test["acc"] <= 1.0
 
-    module = BCModule(params, store.image_hw)
+    module = BCModule(params=params, image_hw=store.image_hw)
     module.model.load_state_dict(result["selected"].state_dict)
     offsets = params.time_offsets_ms
     val = build_samples(store, "val", params.n_stack, offsets, params.target)
     data = FrameDataModule(store, val, val, params.batch_size, params.seed)
-    again = score_split(module, data, val)
+    again, _ = score_split(module, data, val)
     assert again["test/acc"] == metrics["best"]["val/acc"]
     assert again["test/loss"] == pytest.approx(metrics["best"]["val/loss"], rel=1e-6)
-    test_again = score_split(module, data, build_samples(store, "test", 1, offsets, params.target))
+    test_again, _ = score_split(module, data, build_samples(store, "test", 1, offsets, params.target))
     assert test_again["test/acc"] == test["acc"]
+
+
+def test_test_replay_counts_sum_back_to_the_reported_test_metrics(tmp_path):
+    """reports/bc/test_replays.json: per test replay, the counts behind every test/* accuracy; summed over the
+    replays they give the reported numbers back exactly (the loss to float32 summation)."""
+    from tmpretrain.metrics import classification_summary, offset_label
+
+    tree = make_tree(tmp_path / "replays", n_tracks=4, replays_per_track=2, n_frames=30, size=40)
+    build_cache(
+        data_params(tmp_path, tree, image_height=36, image_width=36, val_fraction=0.25, test_fraction=0.25),
+        progress=False,
+    )
+    _, _, live = bc(tmp_path / "cache", tmp_path, epochs=2)
+    test = json.loads((live / "metrics.json").read_text())["test"]
+    report = json.loads((live / "test_replays.json").read_text())
+    replays = report["replays"]
+    assert len(replays) == 2 and all(r["replay"].startswith(r["track"] + "/") for r in replays)
+    head = report["offsets_ms"].index(report["export_offset_ms"])
+    frames = sum(r["frames"][head] for r in replays)
+    correct = sum(r["correct"][head] for r in replays)
+    assert frames > 0 and correct / frames == test["acc"]
+    for j, d in enumerate(report["offsets_ms"]):
+        n = sum(r["frames"][j] for r in replays)
+        assert sum(r["correct"][j] for r in replays) / n == test["acc_offset"][offset_label(d)]
+    cm = torch.tensor([r["confusion"] for r in replays]).sum(0)
+    assert int(cm.sum()) == frames and int(cm.diag().sum()) == correct
+    summary = classification_summary(cm)
+    for key in ("acc", "main_actions_acc", "balanced_acc", "macro_f1"):
+        assert summary[key] == test[key], key
+    w = torch.tensor(report["offset_weights"], dtype=torch.float64)
+    ce = torch.tensor([r["ce_sum"] for r in replays], dtype=torch.float64).sum(0)
+    weight = torch.tensor([r["weight_sum"] for r in replays], dtype=torch.float64).sum(0)
+    assert float((w * ce / weight).sum() / w.sum()) == pytest.approx(test["loss"], rel=1e-6)
 
 
 def test_no_test_split_no_test_metrics(cache, tmp_path):

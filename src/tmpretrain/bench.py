@@ -186,7 +186,7 @@ def bench_throughput(
     params = _bc_params(sizes.batch_size, n_stack, trainer=trainer_extra)
     train = build_samples(store, "train", n_stack, params.time_offsets_ms, params.target)
     val = build_samples(store, "val", n_stack, params.time_offsets_ms, params.target)
-    module = BCModule(params, store.image_hw).to(device)
+    module = BCModule(params=params, image_hw=store.image_hw).to(device)
     if params.trainer.channels_last:
         module = module.to(memory_format=torch.channels_last)
     optimizer = module.configure_optimizers()
@@ -456,7 +456,16 @@ def bench_device(cache_dir: Path, sizes: Sizes, device: str, compile_model: bool
     results = {}
     for name, (bf16, channels_last, compiled) in configs.items():
         torch.manual_seed(0)
-        model = BCModel((h, w), 1, len(p.time_offsets_ms), True, 1024, 0.2, 0.1, False).to(device)
+        model = BCModel(
+            image_hw=(h, w),
+            n_stack=1,
+            n_offsets=len(p.time_offsets_ms),
+            use_actions_head=True,
+            dense_hidden_dimension=1024,
+            dropout=0.2,
+            action_head_dropout=0.1,
+            use_floats=False,
+        ).to(device)
         if channels_last:
             model = model.to(memory_format=torch.channels_last)
         optimizer = torch.optim.AdamW(model.parameters(), lr=5e-4, weight_decay=0.01)

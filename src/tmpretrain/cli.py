@@ -101,7 +101,9 @@ def _results(args, extra) -> int:
     if args.snapshot:
         snapshot = results.load_snapshot(args.snapshot)
     else:
-        snapshot = results.collect(exps.experiment_rows(exps.exp_show(["-A"])), _presets(args))
+        existing = Path(args.output) / results.SNAPSHOT_FILE.name  # runs of earlier sittings are kept
+        previous = results.load_snapshot(existing) if existing.is_file() else None
+        snapshot = results.collect(exps.experiment_rows(exps.exp_show(["-A"])), _presets(args), previous=previous)
     for path in results.write_results(snapshot, args.output, write_snapshot=not args.snapshot):
         print(f"results: {path}")
     if snapshot.get("missing"):

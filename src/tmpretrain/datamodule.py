@@ -65,7 +65,10 @@ class WindowBatches(Dataset):
     """`dataset[ids]` -> {"x": uint8 (B, n_stack, H, W) or "window": int64 (B, n_stack), "y": int64 (B, n_off),
     "floats": float32 (B, 184) when used}."""
 
-    def __init__(self, store: FrameStore, samples: Samples, use_floats: bool, gather_frames: bool = True):
+    def __init__(
+        self, store: FrameStore, samples: Samples, use_floats: bool, gather_frames: bool = True, replays: bool = False
+    ):
+        self.replays = replays  # also "replay": int64 (B,), each sample's replay id (the test split's counts)
         self.frames = store.frames
         self.samples = samples
         self.floats = store.floats if use_floats else None
@@ -82,6 +85,8 @@ class WindowBatches(Dataset):
             batch["x"] = torch.from_numpy(np.ascontiguousarray(flat).reshape(*windows.shape, *flat.shape[1:]))
         else:
             batch["window"] = torch.from_numpy(windows)
+        if self.replays:
+            batch["replay"] = torch.from_numpy(self.samples.replay[ids].astype(np.int64))
         if self.floats is not None:
             batch["floats"] = torch.from_numpy(np.asarray(self.floats[windows[:, -1]], dtype=np.float32))
         return batch
@@ -121,15 +126,19 @@ class FrameDataModule(L.LightningDataModule):
     ):
         super().__init__()
         self.store, self.train, self.val = store, train, val
+        self.test: Samples | None = None
         self.batch_size, self.seed, self.num_workers = batch_size, seed, num_workers
         self.use_floats, self.cache_on_device = use_floats, cache_on_device
         self._device_frames: torch.Tensor | None = None
 
-    def _loader(self, samples: Samples, shuffle: bool, all_ranks: bool = True) -> DataLoader:
-        """all_ranks=False: every sample in this process alone (rank 0 scoring the test split after DDP)."""
+    def _loader(self, samples: Samples, shuffle: bool, all_ranks: bool = True, replays: bool = False) -> DataLoader:
+        """all_ranks=False: every sample in this process alone (rank 0 scoring the test split after DDP);
+        replays: batches also carry each sample's replay id."""
         distributed = self.trainer is not None and all_ranks
         rank, world = (self.trainer.global_rank, self.trainer.world_size) if distributed else (0, 1)
-        dataset = WindowBatches(self.store, samples, self.use_floats, gather_frames=not self.cache_on_device)
+        dataset = WindowBatches(
+            self.store, samples, self.use_floats, gather_frames=not self.cache_on_device, replays=replays
+        )
         n_batches = math.ceil(len(samples) / self.batch_size)
         if n_batches < world:
             raise ParamsError(
@@ -157,9 +166,12 @@ class FrameDataModule(L.LightningDataModule):
     def val_dataloader(self) -> DataLoader:
         return self._loader(self.val, shuffle=False)
 
-    def single_process_loader(self, samples: Samples) -> DataLoader:
-        """Every sample of `samples` once, in order, in this process (scoring the test split after training)."""
-        return self._loader(samples, shuffle=False, all_ranks=False)
+    def test_dataloader(self) -> DataLoader:
+        """The test split (set `test` first), every sample once in this process, with replay ids: Lightning's test
+        loop scores the exported weights on it after training."""
+        if self.test is None:
+            raise ValueError("FrameDataModule.test is not set: no test split to score")
+        return self._loader(self.test, shuffle=False, all_ranks=False, replays=True)
 
     def on_after_batch_transfer(self, batch: dict, dataloader_idx: int) -> dict:
         if "window" in batch:  # cache on device: gather there, the host never touches pixels

@@ -94,7 +94,16 @@ class ExportedPolicy:
                 f"(head layout {meta.get('head_layout')!r}, n_stack {self.n_stack}, use_floats {self.use_floats})"
             )
         hidden = int(meta.get("params", {}).get("dense_hidden_dimension", 1024))
-        model = BCModel(self.image_hw, self.n_stack, 1, use_actions_head, hidden, 0.0, 0.0, self.use_floats)
+        model = BCModel(
+            image_hw=self.image_hw,
+            n_stack=self.n_stack,
+            n_offsets=1,
+            use_actions_head=use_actions_head,
+            dense_hidden_dimension=hidden,
+            dropout=0.0,
+            action_head_dropout=0.0,
+            use_floats=self.use_floats,
+        )
         parts = [(model.encoder, ENCODER_FILE), (model.heads[0], needed[1])]
         parts += [(model.stack_fusion, STACK_FUSION_FILE)] if self.n_stack > 1 else []
         parts += [(model.float_feature_extractor, FLOAT_FEATURES_FILE)] if self.use_floats else []

@@ -118,6 +118,7 @@ class BCModel(nn.Module):
 
     def __init__(
         self,
+        *,
         image_hw: tuple[int, int],
         n_stack: int,
         n_offsets: int,
@@ -256,6 +257,7 @@ class VisionModel(nn.Module):
 
     def __init__(
         self,
+        *,
         image_hw: tuple[int, int],
         task: str = "autoencoder",
         latent_dim: int = 128,

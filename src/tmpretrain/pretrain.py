@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .actions import MAIN_ACTIONS, N_ACTIONS, action_table
+from .actions import ACTION_NAMES, MAIN_ACTIONS, N_ACTIONS, action_table
 from .cache import FrameStore
 from .cpu_math import kernel_summary
 from .datamodule import FrameDataModule
@@ -330,7 +330,7 @@ def run_vis(
         params.trainer.num_workers,
         cache_on_device=params.trainer.cache_on_device,
     )
-    module = VisModule(params, store.image_hw)
+    module = VisModule(params=params, image_hw=store.image_hw)
     check_output_room(module.model, out_dir, live_dir, checkpoint)
     logger = _fit(module, data, params, reports, VIS_HEADLINE, checkpoint)
     if not logger.is_global_zero:  # DDP: rank 0 alone writes the export (all ranks hold the same weights)
@@ -396,17 +396,57 @@ def check_labels_exist(store: FrameStore, split: str, samples: Samples, offsets_
         )
 
 
-def score_split(module: BCModule, data: FrameDataModule, samples: Samples) -> dict[str, float]:
-    """The module's current weights on `samples` (e.g. the test tracks): the metrics of tmpretrain.metrics."""
-    module.eval()
-    module._reset("test")
-    with torch.no_grad():
-        for batch in data.single_process_loader(samples):
-            batch = {k: v.to(module.device) for k, v in batch.items()}
-            module._step(data.on_after_batch_transfer(batch, 0), "test")
-    acc = module._test_acc
-    p = module.params
-    return epoch_metrics("test", module._epoch_loss(acc), acc["cms"], p.time_offsets_ms, p.export_offset_ms)
+TEST_REPLAYS_FILE = "test_replays.json"
+
+
+def score_split(module: BCModule, data: FrameDataModule, samples: Samples) -> tuple[dict[str, float], list[dict]]:
+    """The module's current weights on `samples` (e.g. the test tracks), through Lightning's test loop in this
+    process alone: the test/* metrics of tmpretrain.metrics, and the counts per replay behind them."""
+    from lightning.pytorch.strategies import SingleDeviceStrategy
+
+    data.test = samples
+    trainer = L.Trainer(
+        accelerator=module.device.type,
+        strategy=SingleDeviceStrategy(device=module.device),
+        precision="32-true",  # the weights as exported, as val scored them during training
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        deterministic=True if module.device.type == "cpu" else "warn",
+    )
+    trainer.test(module, datamodule=data, verbose=False)
+    return dict(module.test_metrics), list(module.test_replays)
+
+
+def replays_json(report: dict) -> str:
+    """The report as JSON with one replay a line (readable diffs of a git-tracked file)."""
+    head = json.dumps({k: v for k, v in report.items() if k != "replays"}, indent=1)
+    rows = ",\n".join("  " + json.dumps(r) for r in report["replays"])
+    return head[:-2] + ',\n "replays": [\n' + rows + "\n ]\n}\n"
+
+
+def test_replays_report(store: FrameStore, params: BCParams, replays: list[dict]) -> dict:
+    """reports/bc/test_replays.json: per test replay, labelled frames and correct predictions per offset, the
+    cross-entropy and class-weight sums behind test/loss, and the exported head's confusion matrix (rows true,
+    columns predicted, in `actions` order) from which test/acc, main_actions_acc, balanced_acc and macro_f1 follow.
+    Summed over replays they give the reported test metrics back (the study's per-replay resampling unit)."""
+    table = store.meta["replays"]
+    return {
+        "offsets_ms": list(params.time_offsets_ms),
+        "offset_weights": list(params.offset_weights),
+        "export_offset_ms": params.export_offset_ms,
+        "actions": list(ACTION_NAMES),
+        "main_actions": [ACTION_NAMES[i] for i in MAIN_ACTIONS],
+        "replays": [
+            {
+                "replay": table[r["replay"]]["replay"],
+                "track": table[r["replay"]]["track_id"],
+                **{k: v for k, v in r.items() if k != "replay"},
+            }
+            for r in replays
+        ],
+    }
 
 
 def add_test_metrics(metrics_file: Path, metrics: dict[str, float]) -> None:
@@ -446,7 +486,7 @@ def run_bc(
         params.use_floats,
         params.trainer.cache_on_device,
     )
-    module = BCModule(params, store.image_hw, weights)
+    module = BCModule(params=params, image_hw=store.image_hw, class_weights=weights)
     init_meta = None
     if params.encoder_init == "vis":
         init_meta, states = load_export(encoder_init_path)
@@ -472,7 +512,10 @@ def run_bc(
     model.load_state_dict(logger.selected.state_dict)
     if len(store.replay_ids("test")):  # a cache built with data.test_fraction > 0
         test = build_samples(store, "test", params.n_stack, offsets, params.target)
-        add_test_metrics(reports / "metrics.json", score_split(module, data, test))
+        test_metrics, test_counts = score_split(module, data, test)
+        add_test_metrics(reports / "metrics.json", test_metrics)
+        report = test_replays_report(store, params, test_counts)
+        (reports / TEST_REPLAYS_FILE).write_text(replays_json(report), encoding="utf-8")
     with replace_when_complete(out_dir, live_dir) as staging:  # verified, then in place of the previous ones
         export_encoder(model.encoder, staging / ENCODER_FILE)
         head = module.export_head

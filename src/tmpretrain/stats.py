@@ -12,8 +12,12 @@ track is hard for every rollout), so treating them as such would give intervals 
   then units within each drawn cluster (the two-stage bootstrap of Davison & Hinkley 1997, sec. 3.8).
 
 Comparing two arms (the study's verdicts): `paired_difference` (a hierarchical bootstrap over training seeds and the
-shared tracks, rollouts nested, with a p-value), `holm` (family-wise adjustment across conclusions), `verdict` (one
-word per claim: supported, contradicted, equivalent within the margin, inconclusive) and `seeds_needed`.
+shared tracks, rollouts nested, with a p-value), `paired_ratio_difference` (the same for pooled ratios such as an
+accuracy over test replays: seeds and the shared replays resampled), `paired_recall_difference` (mean per-class
+recall, e.g. main-actions accuracy, from confusion matrices, resampled the same way), `holm` (family-wise
+adjustment across conclusions), `verdict` (one word per claim: supported, contradicted, equivalent within the
+margin, inconclusive), `seeds_needed` and `between_seed_sd`. One arm alone: `nested_mean_interval`,
+`ratio_interval` and `recall_interval`.
 
 Everything random takes a seed: the same inputs give the same interval.
 """
@@ -21,6 +25,7 @@ Everything random takes a seed: the same inputs give the same interval.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -156,6 +161,154 @@ def _resampled_mean(x: np.ndarray, tracks: np.ndarray, rng: np.random.Generator)
     return float(np.nanmean(np.take_along_axis(cells, rollouts, axis=2)))
 
 
+def _percentile_and_p(draws: np.ndarray, n_boot: int, level: float) -> tuple[float, float, float]:
+    draws = draws[np.isfinite(draws)]
+    if len(draws) == 0:
+        return (math.nan, math.nan, math.nan)
+    tail = 100 * (1 - level) / 2
+    low, high = np.percentile(draws, [tail, 100 - tail])
+    p = min(1.0, max(2 * min(np.mean(draws <= 0), np.mean(draws >= 0)), 1.0 / n_boot))
+    return (float(low), float(high), float(p))
+
+
+def _counts(rng: np.random.Generator, n_boot: int, n: int) -> np.ndarray:
+    """(n_boot, n): how often each of n items is drawn in each of n_boot resamples of size n with replacement."""
+    picks = rng.integers(n, size=(n_boot, n))
+    out = np.zeros((n_boot, n))
+    np.add.at(out, (np.arange(n_boot)[:, None], picks), 1.0)
+    return out
+
+
+def _resampled_ratios(num: np.ndarray, den: np.ndarray, units: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Per resample: sum(num) / sum(den) over this arm's resampled seeds and the given unit counts (n_boot, units)."""
+    seeds = _counts(rng, len(units), num.shape[0])
+    top = np.einsum("bs,su,bu->b", seeds, num, units)
+    bottom = np.einsum("bs,su,bu->b", seeds, den, units)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(bottom > 0, top / np.where(bottom > 0, bottom, 1.0), np.nan)
+
+
+def paired_ratio_difference(
+    num_a: np.ndarray,
+    den_a: np.ndarray,
+    num_b: np.ndarray,
+    den_b: np.ndarray,
+    n_boot: int = N_BOOT,
+    seed: int | Sequence[int] = 0,
+    level: float = 0.95,
+) -> dict:
+    """sum(num_a) / sum(den_a) - sum(num_b) / sum(den_b) for two arms measured on the same units (e.g. correct
+    predictions over frames, per test replay), with a hierarchical bootstrap.
+
+    Arrays (training seeds, units): each resample draws each arm's seeds independently and one set of units for both
+    (the pairing); the frames of a unit are not resampled: the unit is the cluster. Returns {"difference", "low",
+    "high", "p"} as `paired_difference`."""
+    arrays = [np.asarray(x, dtype=float) for x in (num_a, den_a, num_b, den_b)]
+    if any(x.ndim != 2 for x in arrays) or len({x.shape[1] for x in arrays}) != 1:
+        raise ValueError(f"expected (seeds, units) arrays on the same units, got {[x.shape for x in arrays]}")
+    num_a, den_a, num_b, den_b = arrays
+    estimate = float(num_a.sum() / den_a.sum() - num_b.sum() / den_b.sum())
+    rng = np.random.default_rng(seed)
+    units = _counts(rng, n_boot, num_a.shape[1])
+    draws = _resampled_ratios(num_a, den_a, units, rng) - _resampled_ratios(num_b, den_b, units, rng)
+    low, high, p = _percentile_and_p(draws, n_boot, level)
+    return {"difference": estimate, "low": low, "high": high, "p": p}
+
+
+def nested_mean_interval(
+    x: np.ndarray, n_boot: int = N_BOOT, seed: int | Sequence[int] = 0, level: float = 0.95
+) -> tuple[float, float, float]:
+    """(mean, low, high) of one arm's (training seeds, tracks, rollouts) array, NaN where missing: seeds, tracks and
+    rollouts within them resampled as in `paired_difference`."""
+    x = np.asarray(x, dtype=float)
+    if x.ndim != 3:
+        raise ValueError(f"expected a (seeds, tracks, rollouts) array, got {x.shape}")
+    rng = np.random.default_rng(seed)
+    n_seeds, n_tracks, n_rollouts = x.shape
+    seeds = rng.integers(n_seeds, size=(n_boot, n_seeds, 1, 1))
+    tracks = rng.integers(n_tracks, size=(n_boot, 1, n_tracks, 1))
+    rollouts = rng.integers(n_rollouts, size=(n_boot, n_seeds, n_tracks, n_rollouts))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a resample of nothing but NaN: left out below
+        draws = np.nanmean(x[seeds, tracks, rollouts], axis=(1, 2, 3))
+    low, high, _ = _percentile_and_p(draws, n_boot, level)
+    return (float(np.nanmean(x)), low, high)
+
+
+def ratio_interval(
+    num: np.ndarray, den: np.ndarray, n_boot: int = N_BOOT, seed: int | Sequence[int] = 0, level: float = 0.95
+) -> tuple[float, float, float]:
+    """(ratio, low, high) of one arm's pooled sum(num) / sum(den) over (training seeds, units) arrays: seeds and
+    units resampled as in `paired_ratio_difference`."""
+    num, den = np.asarray(num, dtype=float), np.asarray(den, dtype=float)
+    if num.ndim != 2 or num.shape != den.shape:
+        raise ValueError(f"expected two (seeds, units) arrays of one shape, got {num.shape} and {den.shape}")
+    rng = np.random.default_rng(seed)
+    draws = _resampled_ratios(num, den, _counts(rng, n_boot, num.shape[1]), rng)
+    low, high, _ = _percentile_and_p(draws, n_boot, level)
+    return (float(num.sum() / den.sum()), low, high)
+
+
+def _resampled_mean_recall(conf: np.ndarray, classes: list[int], units: np.ndarray, rng) -> np.ndarray:
+    """Per resample: the mean recall over `classes` of the confusion matrices (seeds, units, C, C) pooled over this
+    arm's resampled seeds and the given unit counts; a class without support counts as 0."""
+    seeds = _counts(rng, len(units), conf.shape[0])
+    return mean_recall(np.einsum("bs,suij,bu->bij", seeds, conf, units), classes)
+
+
+def mean_recall(pooled: np.ndarray, classes: list[int]) -> np.ndarray:
+    """The mean recall over `classes` of confusion matrices (..., C, C), rows true; 0 for a class without support."""
+    correct = np.diagonal(pooled, axis1=-2, axis2=-1)[..., classes]
+    support = pooled.sum(axis=-1)[..., classes]
+    recall = np.divide(correct, support, out=np.zeros_like(correct, dtype=float), where=support > 0)
+    return recall.mean(axis=-1)
+
+
+def paired_recall_difference(
+    conf_a: np.ndarray,
+    conf_b: np.ndarray,
+    classes: Sequence[int],
+    n_boot: int = N_BOOT,
+    seed: int | Sequence[int] = 0,
+    level: float = 0.95,
+) -> dict:
+    """The difference of mean per-class recall over `classes` (e.g. main-actions accuracy) of two arms' confusion
+    matrices (training seeds, units, C, C), pooled over seeds and units, with the bootstrap of
+    `paired_ratio_difference` (seeds per arm, the shared units once for both)."""
+    conf_a, conf_b, classes = np.asarray(conf_a, dtype=float), np.asarray(conf_b, dtype=float), list(classes)
+    if conf_a.ndim != 4 or conf_b.ndim != 4 or conf_a.shape[1:] != conf_b.shape[1:]:
+        raise ValueError(f"expected (seeds, units, C, C) arrays on the same units, got {conf_a.shape}, {conf_b.shape}")
+    estimate = float(mean_recall(conf_a.sum(axis=(0, 1)), classes) - mean_recall(conf_b.sum(axis=(0, 1)), classes))
+    rng = np.random.default_rng(seed)
+    units = _counts(rng, n_boot, conf_a.shape[1])
+    draws = _resampled_mean_recall(conf_a, classes, units, rng) - _resampled_mean_recall(conf_b, classes, units, rng)
+    low, high, p = _percentile_and_p(draws, n_boot, level)
+    return {"difference": estimate, "low": low, "high": high, "p": p}
+
+
+def recall_interval(
+    conf: np.ndarray, classes: Sequence[int], n_boot: int = N_BOOT, seed: int | Sequence[int] = 0, level: float = 0.95
+) -> tuple[float, float, float]:
+    """(mean recall over `classes`, low, high) of one arm's confusion matrices (training seeds, units, C, C)."""
+    conf, classes = np.asarray(conf, dtype=float), list(classes)
+    rng = np.random.default_rng(seed)
+    draws = _resampled_mean_recall(conf, classes, _counts(rng, n_boot, conf.shape[1]), rng)
+    low, high, _ = _percentile_and_p(draws, n_boot, level)
+    return (float(mean_recall(conf.sum(axis=(0, 1)), classes)), low, high)
+
+
+def between_seed_sd(*arms: Sequence[float]) -> float:
+    """The pooled within-arm standard deviation of per-seed values (each arm's own mean removed; n - 1 per arm):
+    the seed-to-seed spread `seeds_needed` takes. NaN where no arm has two seeds."""
+    squares, dof = 0.0, 0
+    for arm in arms:
+        v = np.asarray([a for a in arm if math.isfinite(a)], dtype=float)
+        if len(v) > 1:
+            squares += float(((v - v.mean()) ** 2).sum())
+            dof += len(v) - 1
+    return math.sqrt(squares / dof) if dof else math.nan
+
+
 def holm(p_values: Sequence[float]) -> list[float]:
     """Holm's step-down adjustment (1979) of p-values for a family of tests: each adjusted value is compared with
     the level directly; it controls the family-wise error rate, and is uniformly more powerful than Bonferroni."""
@@ -174,12 +327,16 @@ VERDICTS = ("supported", "contradicted", "equivalent within the margin", "inconc
 
 
 def verdict(claim: str, low: float, high: float, p_adjusted: float, margin: float, alpha: float = 0.05) -> str:
-    """One word for a claim about a difference (first arm minus second), from its interval and adjusted p-value.
+    """One word for a claim about a difference (first arm minus second, oriented so that positive means the first
+    arm is better), from its interval and adjusted p-value.
 
-    claim "better" (the first arm is higher): supported where the difference is significant after adjustment and
+    claim "better" (the first arm is better): supported where the difference is significant after adjustment and
     positive, contradicted where significant and negative; otherwise equivalent when the whole interval lies within
     +-margin, else inconclusive. claim "tie": equivalent when the interval lies within +-margin (the
     interval-inclusion form of two one-sided tests), contradicted where a difference is significant, otherwise
+    inconclusive. claim "not_better" (the first arm is not better by more than the margin): equivalent when the
+    interval lies within +-margin, supported when its upper end lies below the margin (non-inferiority of the
+    second arm, e.g. it is significantly better), contradicted where the first arm is significantly better, otherwise
     inconclusive. Absence of evidence is never reported as evidence: a tie needs the interval inside the margin."""
     significant = p_adjusted < alpha
     within = -margin < low and high < margin
@@ -191,7 +348,13 @@ def verdict(claim: str, low: float, high: float, p_adjusted: float, margin: floa
         if within:
             return "equivalent within the margin"
         return "contradicted" if significant else "inconclusive"
-    raise ValueError(f"claim must be 'better' or 'tie', got {claim!r}")
+    if claim == "not_better":
+        if within:
+            return "equivalent within the margin"
+        if significant and low > 0:
+            return "contradicted"
+        return "supported" if high < margin else "inconclusive"
+    raise ValueError(f"claim must be 'better', 'tie' or 'not_better', got {claim!r}")
 
 
 def seeds_needed(difference: float, sd: float, alpha: float = 0.05, power: float = 0.8) -> float:

@@ -74,43 +74,46 @@ class BCModule(L.LightningModule):
     """Cross-entropy per offset head, masked labels ignored; loss = sum_d w_d * CE_d / sum_d w_d, so runs with
     different offset sets report comparable losses."""
 
-    def __init__(self, params: BCParams, image_hw: tuple[int, int], class_weights: torch.Tensor | None = None):
+    def __init__(self, *, params: BCParams, image_hw: tuple[int, int], class_weights: torch.Tensor | None = None):
         super().__init__()
         self.params = params
         self.model = BCModel(
-            image_hw,
-            params.n_stack,
-            len(params.time_offsets_ms),
-            params.use_actions_head,
-            params.dense_hidden_dimension,
-            params.dropout,
-            params.action_head_dropout,
-            params.use_floats,
-            params.checkpoint_stack,
+            image_hw=image_hw,
+            n_stack=params.n_stack,
+            n_offsets=len(params.time_offsets_ms),
+            use_actions_head=params.use_actions_head,
+            dense_hidden_dimension=params.dense_hidden_dimension,
+            dropout=params.dropout,
+            action_head_dropout=params.action_head_dropout,
+            use_floats=params.use_floats,
+            checkpoint_stack=params.checkpoint_stack,
         )
         self.register_buffer("offset_weights", torch.tensor(params.offset_weights, dtype=torch.float32))
         self.register_buffer("class_weights", class_weights if class_weights is not None else torch.ones(N_ACTIONS))
         self.export_head = params.time_offsets_ms.index(params.export_offset_ms)
+        # Per split: cross-entropy and weight sums per offset, a confusion matrix per offset, the exported head's
+        # val predictions; the test split also counts per replay (`test_replays`).
+        self._accs: dict[str, dict] = {}
         self._reset("train")
         self._reset("val")
+        # What the last `trainer.test` measured: the test/* metrics of tmpretrain.metrics and the per-replay counts.
+        self.test_metrics: dict[str, float] = {}
+        self.test_replays: list[dict] = []
 
     def _reset(self, split: str) -> None:
         n = len(self.params.time_offsets_ms)
-        setattr(
-            self,
-            f"_{split}_acc",
-            {
-                "ce_sum": torch.zeros(n, dtype=torch.float64),
-                "weight_sum": torch.zeros(n, dtype=torch.float64),
-                "cms": [torch.zeros(N_ACTIONS, N_ACTIONS, dtype=torch.long) for _ in range(n)],
-                "preds": [],
-                "labels": [],
-            },
-        )
+        self._accs[split] = {
+            "ce_sum": torch.zeros(n, dtype=torch.float64),
+            "weight_sum": torch.zeros(n, dtype=torch.float64),
+            "cms": [torch.zeros(N_ACTIONS, N_ACTIONS, dtype=torch.long) for _ in range(n)],
+            "preds": [],
+            "labels": [],
+            "replays": {},
+        }
 
     def _synced(self, split: str) -> dict:
         """This split's accumulators summed over DDP ranks, once per epoch (a collective: every rank calls it)."""
-        acc = getattr(self, f"_{split}_acc")
+        acc = self._accs[split]
         if not acc.get("synced"):
             acc["ce_sum"] = _sum_over_ranks(acc["ce_sum"], self.device)
             acc["weight_sum"] = _sum_over_ranks(acc["weight_sum"], self.device)
@@ -130,7 +133,7 @@ class BCModule(L.LightningModule):
     def _step(self, batch: dict, split: str) -> torch.Tensor:
         logits = self(batch["x"], batch.get("floats")).float()  # (B, n_off, 12)
         y = batch["y"]
-        acc = getattr(self, f"_{split}_acc")
+        acc = self._accs[split]
         losses, weights = [], []
         n_cls = logits.shape[-1]
         if acc["ce_sum"].device != logits.device:  # accumulate on the device: no host sync in a training step
@@ -151,13 +154,71 @@ class BCModule(L.LightningModule):
             if split == "val" and j == self.export_head:
                 acc["preds"].append(preds[valid].cpu())
                 acc["labels"].append(target[valid].cpu())
+            if "replay" in batch:
+                rows = F.cross_entropy(logits[:, j], target, weight=self.class_weights, reduction="none") * valid
+                self._count_replays(acc["replays"], batch["replay"], j, target, preds, valid, rows)
         return torch.stack(losses).sum() / torch.stack(weights).sum()
+
+    def _count_replays(
+        self, replays: dict, replay: torch.Tensor, j: int, target, preds, valid, ce_rows: torch.Tensor
+    ) -> None:
+        """Per replay and offset: labelled frames, correct predictions, cross-entropy and weight sums; for the
+        exported head also the confusion matrix, from which every test/* metric of that replay set follows."""
+        weights = self.class_weights[target] * valid
+        replay, target, preds, valid = replay.cpu(), target.cpu(), preds.cpu(), valid.cpu()
+        ce_rows, weights = ce_rows.detach().double().cpu(), weights.detach().double().cpu()
+        n_off = len(self.params.time_offsets_ms)
+        for rid in replay.unique().tolist():
+            rows = (replay == rid) & valid
+            entry = replays.setdefault(
+                int(rid),
+                {
+                    "frames": [0] * n_off,
+                    "correct": [0] * n_off,
+                    "ce_sum": [0.0] * n_off,
+                    "weight_sum": [0.0] * n_off,
+                    "confusion": torch.zeros(N_ACTIONS, N_ACTIONS, dtype=torch.long),
+                },
+            )
+            entry["frames"][j] += int(rows.sum())
+            entry["correct"][j] += int(((preds == target) & rows).sum())
+            entry["ce_sum"][j] += float(ce_rows[rows].sum())
+            entry["weight_sum"][j] += float(weights[rows].sum())
+            if j == self.export_head:
+                entry["confusion"].view(-1).index_put_(
+                    (target[rows] * N_ACTIONS + preds[rows],),
+                    torch.ones(int(rows.sum()), dtype=torch.long),
+                    accumulate=True,
+                )
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         return self._step(batch, "train")
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         self._step(batch, "val")
+
+    def test_step(self, batch: dict, batch_idx: int) -> None:
+        self._step(batch, "test")
+
+    def on_test_epoch_start(self) -> None:
+        self._reset("test")
+
+    def on_test_epoch_end(self) -> None:
+        """The exported weights on the test split, scored by Lightning's test loop in one process (rank 0 after
+        training): the same metrics as val, and the counts per replay (`test_replays`)."""
+        acc = self._accs["test"]
+        p = self.params
+        self.test_metrics = epoch_metrics(
+            "test", self._epoch_loss(acc), acc["cms"], p.time_offsets_ms, p.export_offset_ms
+        )
+        self.test_replays = [
+            {
+                **{k: v for k, v in entry.items() if k != "confusion"},
+                "replay": rid,
+                "confusion": entry["confusion"].tolist(),
+            }
+            for rid, entry in sorted(acc["replays"].items())
+        ]
 
     def _epoch_loss(self, acc: dict) -> float:
         acc["ce_sum"], acc["weight_sum"] = acc["ce_sum"].cpu(), acc["weight_sum"].cpu()
@@ -191,7 +252,7 @@ class BCModule(L.LightningModule):
                         self.params.export_offset_ms,
                     )
                 )
-        val = self._val_acc
+        val = self._accs["val"]
         extra = {
             "support": support_counts(val["cms"][self.export_head]),
             "preds": torch.cat(val["preds"]).tolist() if val["preds"] else [],
@@ -219,16 +280,16 @@ def inverse_frequency_weights(labels: np.ndarray) -> torch.Tensor:
 
 
 class VisModule(L.LightningModule):
-    def __init__(self, params: VisParams, image_hw: tuple[int, int]):
+    def __init__(self, *, params: VisParams, image_hw: tuple[int, int]):
         super().__init__()
         self.params = params
         self.model = VisionModel(
-            image_hw,
-            params.task,
-            params.latent_dim,
-            params.vae_beta,
-            params.simclr_temperature,
-            params.simclr_projection_dim,
+            image_hw=image_hw,
+            task=params.task,
+            latent_dim=params.latent_dim,
+            vae_beta=params.vae_beta,
+            simclr_temperature=params.simclr_temperature,
+            simclr_projection_dim=params.simclr_projection_dim,
         )
         self._sums: dict[str, dict] = {"train": {}, "val": {}}
         self._counts = {"train": 0, "val": 0}
@@ -251,6 +312,38 @@ class VisModule(L.LightningModule):
             sums[name] = sums.get(name, 0.0) + value.detach().double() * b
         self._counts[split] += b
         return loss
+
+    def _count_replays(
+        self, replays: dict, replay: torch.Tensor, j: int, target, preds, valid, ce_rows: torch.Tensor
+    ) -> None:
+        """Per replay and offset: labelled frames, correct predictions, cross-entropy and weight sums; for the
+        exported head also the confusion matrix, from which every test/* metric of that replay set follows."""
+        weights = self.class_weights[target] * valid
+        replay, target, preds, valid = replay.cpu(), target.cpu(), preds.cpu(), valid.cpu()
+        ce_rows, weights = ce_rows.detach().double().cpu(), weights.detach().double().cpu()
+        n_off = len(self.params.time_offsets_ms)
+        for rid in replay.unique().tolist():
+            rows = (replay == rid) & valid
+            entry = replays.setdefault(
+                int(rid),
+                {
+                    "frames": [0] * n_off,
+                    "correct": [0] * n_off,
+                    "ce_sum": [0.0] * n_off,
+                    "weight_sum": [0.0] * n_off,
+                    "confusion": torch.zeros(N_ACTIONS, N_ACTIONS, dtype=torch.long),
+                },
+            )
+            entry["frames"][j] += int(rows.sum())
+            entry["correct"][j] += int(((preds == target) & rows).sum())
+            entry["ce_sum"][j] += float(ce_rows[rows].sum())
+            entry["weight_sum"][j] += float(weights[rows].sum())
+            if j == self.export_head:
+                entry["confusion"].view(-1).index_put_(
+                    (target[rows] * N_ACTIONS + preds[rows],),
+                    torch.ones(int(rows.sum()), dtype=torch.long),
+                    accumulate=True,
+                )
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         return self._step(batch, "train")
