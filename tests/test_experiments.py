@@ -83,17 +83,6 @@ def test_every_seed_run_is_a_preset_with_valid_params():
         assert set(members) <= set(names), family
 
 
-def test_seed_repeats_differ_from_their_preset_only_in_the_bc_seed():
-    data = load_presets(PRESETS)
-    repeats = [n for n in runnable(data) if n not in SEED_RUNS]
-    assert repeats and all(data["presets"][n]["family"] == "seeds" for n in repeats)
-    p = presets_params()
-    for name in repeats:
-        base, seed = name.rsplit("_seed", 1)
-        assert base in SEED_RUNS and p[name].bc.seed == int(seed) != p[base].bc.seed, name
-        assert p[name].model_copy(update={"bc": p[name].bc.model_copy(update={"seed": p[base].bc.seed})}) == p[base]
-
-
 def test_presets_carry_the_seed_settings():
     p = presets_params()
     # v1 / v1.1 / v1.2: vis/v1 on [0, 1]; only v1 has early stopping and 25 epochs

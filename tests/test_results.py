@@ -174,10 +174,13 @@ def test_seed_repeats_group_only_when_nothing_but_the_seeds_differs():
 
 
 def _snapshot() -> dict:
-    """Every runnable preset with made-up but distinct numbers; v2 run with three seeds."""
+    """Every runnable preset with made-up but distinct numbers; v2 run with three seeds (the study's repeats)."""
+    names = []
+    for name in (n for n in PRESETS["presets"] if not n.startswith("_")):
+        names += [name, "v2_seed1", "v2_seed2"] if name == "v2" else [name]
     experiments = []
-    for k, name in enumerate(n for n in PRESETS["presets"] if not n.startswith("_")):
-        spec = PRESETS["presets"][name]
+    for k, name in enumerate(names):
+        spec = PRESETS["presets"].get(name, {"family": "seeds", "desc": "a seed repeat"})
         acc, progress = 0.50 + k / 100, 0.9 - k / 50
         if name == "v2_seed1":
             acc, progress = 0.60, 0.50  # v2 itself: acc 0.53, progress 0.84

@@ -9,6 +9,7 @@
     tmpretrain plots [REV...]                   `dvc plots diff` as HTML that draws offline (--format svg|png)
     tmpretrain report [REV...]                  the seed's analysis as one offline HTML file
     tmpretrain compare NAME|FAMILY...           table, plots and report of a family or of experiments
+    tmpretrain study [NAME...] [--seeds 4]      queue every preset at several training seeds, resumable
     tmpretrain results [--from results.json]    docs/experiments/results.md from the presets' experiments
     tmpretrain bench [--quick ...]              the performance benchmark
     tmpretrain faults [--update DOC ...]        the fault table of docs/reliability.md (needs the source checkout)
@@ -63,6 +64,12 @@ def _run_or_queue(args, extra) -> int:
 
 def _exp(args, extra) -> int:
     return exps.exp_run(args.dvc_args)
+
+
+def _study(args, extra) -> int:
+    from .experiments.study import queue_study
+
+    return queue_study(args.names or ["all"], _presets(args), args.seeds, args.dry_run)
 
 
 def _names(args, targets: list[str]) -> list[str]:
@@ -276,6 +283,20 @@ def _add_run_or_queue(name: str, help_text: str):
     return add
 
 
+def _add_study(sub):
+    from .experiments.study import STUDY_SEEDS
+
+    p = sub.add_parser(
+        "study",
+        help="queue each preset at training seeds 0..N-1 (bc.seed and vis.seed) that has not finished or been "
+        "queued yet, and start one worker: run it again to resume",
+    )
+    p.add_argument("names", nargs="*", help="presets or families (default: all)")
+    p.add_argument("--seeds", type=int, default=STUDY_SEEDS, help=f"training seeds per preset (default {STUDY_SEEDS})")
+    p.add_argument("--dry-run", action="store_true", help="print the commands only")
+    return p
+
+
 def _add_exp(sub):
     p = sub.add_parser(
         "exp",
@@ -369,6 +390,7 @@ COMMANDS: dict[str, tuple[Callable, Callable]] = {
     "plots": (_add_plots, _plots),
     "report": (_add_report, _report),
     "compare": (_add_compare, _compare),
+    "study": (_add_study, _study),
     "results": (_add_results, _results),
     "bench": (_add_bench, _bench),
     "faults": (_add_faults, _faults),

@@ -120,11 +120,11 @@ def stray_params(overrides: list[str], params_file: Path = Path("params.yaml")) 
     return sorted(k for k in differing if k not in covered and not any(k.startswith(c + ".") for c in covered))
 
 
-def check_overrides(overrides: list[str], params_file: Path = PARAMS_FILE) -> None:
+def check_overrides(overrides: list[str], params_file: Path = PARAMS_FILE) -> dict:
     """The params a `dvc exp run -S ...` would run with, checked as the validate stage checks them, before DVC
     writes them into params.yaml (where a refused value would stay for every later run, queued ones included) or
     checks out the workspace's outputs (where a path param naming an existing folder would be lost). The overrides
-    are applied by DVC's own code, to a copy."""
+    are applied by DVC's own code, to a copy; returns that copy's params, flattened as `dvc exp show` lists them."""
     from dvc.exceptions import InvalidArgumentError
     from dvc.utils.hydra import apply_overrides
 
@@ -145,6 +145,7 @@ def check_overrides(overrides: list[str], params_file: Path = PARAMS_FILE) -> No
             check_pipeline_params(load_params(copy))
         except PretrainError as exc:
             raise PresetError(f"{exc} (with -S {' -S '.join(ours)}: nothing ran, {params_file} is unchanged)") from None
+        return flatten(read_params_file(copy))
 
 
 def exp_run(dvc_args: list[str]) -> int:

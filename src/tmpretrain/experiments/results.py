@@ -39,12 +39,13 @@ import pandas as pd
 from .. import stats
 from ..actions import MAIN_ACTIONS
 from . import BC_METRICS, EVAL_METRICS, RL_METRICS, PresetError, lookup, runnable
+from .study import REPEAT_NAME
 
 RESULTS_DIR = Path("docs/experiments")
 SNAPSHOT_FILE = RESULTS_DIR / "results.json"
 PAGE_FILE = RESULTS_DIR / "results.md"
 FIGURE_FILE = RESULTS_DIR / "results_accuracy_vs_driving.svg"
-SEEDS_FAMILY = "seeds"
+SEEDS_FAMILY = "seeds"  # seed repeats of a preset: `tmpretrain study`'s `<preset>_seed<s>`
 SCHEMA = 2
 TRACKS_FILE = "reports/eval/tracks.json"
 TEST_REPLAYS_FILE = "reports/bc/test_replays.json"
@@ -141,20 +142,19 @@ def collect(rows: list[dict], presets: dict, read=read_at, previous: dict | None
             by_name[row["name"]] = row
     kept = {e["name"]: e for e in (previous or {}).get("experiments", [])}
     experiments, missing = [], []
-    for name in runnable(presets):
+    for name, family, desc in _names(presets, [*by_name, *kept]):
         row = by_name.get(name)
         if row is None or not row["metrics"].get(BC_METRICS):
             if name in kept:
                 experiments.append(kept[name])
-            else:
+            elif family != SEEDS_FAMILY:
                 missing.append(name)
             continue
-        spec = presets["presets"][name]
         experiments.append(
             {
                 "name": name,
-                "family": spec.get("family", ""),
-                "desc": spec.get("desc", ""),
+                "family": family,
+                "desc": desc,
                 "rev": row["rev"],
                 "baseline": row.get("baseline"),
                 "timestamp": row.get("timestamp"),
@@ -164,8 +164,25 @@ def collect(rows: list[dict], presets: dict, read=read_at, previous: dict | None
             }
         )
     if not experiments:
-        raise PresetError("none of the presets has run yet (tmpretrain queue all && dvc queue start -j 1)")
+        raise PresetError("none of the presets has run yet (tmpretrain study)")
     return {"schema": SCHEMA, "experiments": experiments, "missing": missing}
+
+
+def _names(presets: dict, seen: list[str]) -> list[tuple[str, str, str]]:
+    """(name, family, desc) of each preset in presets.yaml's order, each followed by its seed repeats among `seen`
+    (`tmpretrain study`'s `<preset>_seed<s>`, in seed order)."""
+    repeats: dict[str, list[tuple[int, str]]] = {}
+    for name in dict.fromkeys(seen):
+        match = REPEAT_NAME.fullmatch(name)
+        if match and match["preset"] in presets["presets"] and name not in presets["presets"]:
+            repeats.setdefault(match["preset"], []).append((int(match["seed"]), name))
+    out = []
+    for preset in runnable(presets):
+        spec = presets["presets"][preset]
+        out.append((preset, spec.get("family", ""), spec.get("desc", "")))
+        for seed, name in sorted(repeats.get(preset, [])):
+            out.append((name, SEEDS_FAMILY, f"{preset} at training seed {seed}"))
+    return out
 
 
 # ---------------------------------------------------------------------------------------------- numbers
@@ -887,7 +904,7 @@ def render_page(snapshot: dict, figure_name: str = FIGURE_FILE.name) -> str:
         "commit.",
         "",
         "```bash",
-        "tmpretrain queue all && dvc queue start -j 1   # the presets, then their seed repeats (one at a time)",
+        "tmpretrain study     # every preset at 4 training seeds, one at a time; again to resume",
         "tmpretrain results                             # this page, results.json and the figure",
         "```",
         "",
