@@ -28,8 +28,8 @@ from support.capture_faults import (
     write_valid_tree,
 )
 from support.setups import ingest_without_privileges_command
-from tmpretrain.cache import FrameStore, build_cache
 from tmpretrain.errors import DataError
+from tmpretrain.frame_store import FrameStore, build_frame_store
 
 BAD = "track1/pos0_bot_1000ms.replay"  # a replay of conftest.make_tree
 
@@ -39,7 +39,9 @@ def valid_tree(tmp_path_factory) -> tuple[Path, Path]:
     """The corpus's valid tree and its clean store."""
     base = tmp_path_factory.mktemp("valid")
     template = write_valid_tree(base / "replays")
-    build_cache(ingest_params(template, base / "cache", strict=True, workers=1, include_floats=True), progress=False)
+    build_frame_store(
+        ingest_params(template, base / "cache", strict=True, workers=1, include_floats=True), progress=False
+    )
     return template, base / "cache"
 
 
@@ -55,7 +57,7 @@ def test_whole_corpus_mixed_into_valid_replays_under_spawn(tmp_path, valid_tree,
     """Every DataError a spawned worker raises comes back through pickle; only the valid frames are stored."""
     clean = stored_replays(valid_tree[1])
     culprits, must_hold = write_mixed_tree(tmp_path / "replays")
-    report = build_cache(
+    report = build_frame_store(
         ingest_params(tmp_path / "replays", tmp_path / "cache", strict=False, workers=2, include_floats=True),
         progress=False,
     )
@@ -66,7 +68,7 @@ def test_whole_corpus_mixed_into_valid_replays_under_spawn(tmp_path, valid_tree,
 
 def test_capture_root_that_is_a_link_is_fine(tmp_path, capture_tree):
     (tmp_path / "linked").symlink_to(capture_tree, target_is_directory=True)
-    report = build_cache(data_params(tmp_path, tmp_path / "linked", workers=2), progress=False)
+    report = build_frame_store(data_params(tmp_path, tmp_path / "linked", workers=2), progress=False)
     assert report["n_skipped"] == 0 and report["n_replays"] == 6
 
 
@@ -74,7 +76,7 @@ def test_the_scan_does_not_follow_links_below_a_replay(tmp_path):
     root = make_tree(tmp_path / "replays", n_tracks=2, replays_per_track=1)
     replay = root / "track1" / "pos0_bot_1000ms.replay"
     (replay / "self").symlink_to(replay, target_is_directory=True)  # a loop inside a replay is never walked
-    report = build_cache(data_params(tmp_path, root, val_fraction=0.5), progress=False)
+    report = build_frame_store(data_params(tmp_path, root, val_fraction=0.5), progress=False)
     assert report["n_replays"] == 2 and report["skipped"] == []
 
 
@@ -88,7 +90,7 @@ def test_files_that_are_not_regular_files_are_skipped_and_reported(tmp_path):
     metadata.unlink()
     os.mkfifo(metadata)
     os.mkfifo(root / "track0/a-fifo")  # not a replay directory: not part of the layout, ignored like any file
-    report = build_cache(data_params(tmp_path, root, workers=2), progress=False)
+    report = build_frame_store(data_params(tmp_path, root, workers=2), progress=False)
     assert report["n_replays"] == 4
     assert report["skipped"] == [
         {"path": str(manifest), "reason": "not a regular file"},
@@ -137,7 +139,7 @@ def test_directories_and_files_without_read_permission_are_skipped_and_reported(
 
 def test_missing_tree_names_the_param(tmp_path):
     with pytest.raises(DataError, match="set data.replays_dir to the directory that holds <track_id>/<replay_name>/"):
-        build_cache(data_params(tmp_path, tmp_path / "nowhere"), progress=False)
+        build_frame_store(data_params(tmp_path, tmp_path / "nowhere"), progress=False)
 
 
 def test_no_usable_replays_shows_the_layout_and_each_reason(tmp_path):
@@ -145,24 +147,24 @@ def test_no_usable_replays_shows_the_layout_and_each_reason(tmp_path):
     for manifest in root.glob("*/*/manifest.json"):
         manifest.write_text("[]")
     with pytest.raises(DataError) as err:
-        build_cache(data_params(tmp_path, root), progress=False)
+        build_frame_store(data_params(tmp_path, root), progress=False)
     message = str(err.value)
     assert message.startswith(f"{root}: no usable replays in data.replays_dir (2 skipped). Expected layout:")
     assert "<track_id>/" in message and "manifest.json" in message and "frame_00000_0ms.jpeg" in message
     for manifest in root.glob("*/*/manifest.json"):
         assert f"  {manifest}: manifest has no entries (no frames)" in message.splitlines()
     with pytest.raises(DataError, match="it looks like a track: point data.replays_dir one up"):
-        build_cache(data_params(tmp_path, root / "track0"), progress=False)
+        build_frame_store(data_params(tmp_path, root / "track0"), progress=False)
 
 
 def test_previous_cache_survives_a_failed_ingest(tmp_path):
     root = make_tree(tmp_path / "replays")
-    build_cache(data_params(tmp_path, root), progress=False)
+    build_frame_store(data_params(tmp_path, root), progress=False)
     before = (tmp_path / "cache" / "frames.npy").read_bytes()
     frame = sorted((root / BAD).glob("frame_*"))[3]
     frame.write_bytes(frame.read_bytes()[:100])
     with pytest.raises(DataError, match="corrupt or truncated image"):
-        build_cache(data_params(tmp_path, root, strict=True, workers=2), progress=False)
+        build_frame_store(data_params(tmp_path, root, strict=True, workers=2), progress=False)
     assert (tmp_path / "cache" / "frames.npy").read_bytes() == before
     assert not (tmp_path / "cache.partial").exists()
 
@@ -194,10 +196,10 @@ def test_a_frame_clock_a_few_seconds_off_is_named(tmp_path, plant, message):
     plant(manifest)
     manifest_path.write_text(json.dumps(manifest))
     with pytest.raises(DataError) as err:
-        build_cache(data_params(tmp_path, root, strict=True), progress=False)
+        build_frame_store(data_params(tmp_path, root, strict=True), progress=False)
     assert str(err.value).startswith(f"{manifest_path}: the frame clock is offset from the action timeline by ")
     assert message in str(err.value) and "\n" not in str(err.value), str(err.value)
-    report = build_cache(data_params(tmp_path, root, strict=False), progress=False)
+    report = build_frame_store(data_params(tmp_path, root, strict=False), progress=False)
     assert [s["path"] for s in report["skipped"]] == [str(manifest_path)]
     assert message in report["skipped"][0]["reason"]
     assert sorted(stored_replays(tmp_path / "cache")) == sorted(
@@ -231,7 +233,7 @@ def test_frame_clock_checks_leave_honest_replays_alone(tmp_path):
         manifest = json.loads(json.dumps(original))
         plant(manifest)
         manifest_path.write_text(json.dumps(manifest))
-        report = build_cache(data_params(tmp_path, root, strict=False), progress=False)
+        report = build_frame_store(data_params(tmp_path, root, strict=False), progress=False)
         assert report["skipped"] == [], report["skipped"]
 
 
@@ -311,7 +313,7 @@ def test_ingest_killed_mid_build_leaves_no_cache_that_looks_valid(tmp_path):
 
 def test_a_store_without_its_completion_marker_is_refused(tmp_path):
     root = make_tree(tmp_path / "replays")
-    build_cache(data_params(tmp_path, root), progress=False)
+    build_frame_store(data_params(tmp_path, root), progress=False)
     (tmp_path / "cache" / "cache_meta.json").unlink()  # e.g. a copy that stopped before the last file
     with pytest.raises(DataError, match="cache_meta.json missing"):
         FrameStore.open(tmp_path / "cache")
@@ -367,7 +369,7 @@ def _shift_a_replay(path: Path) -> None:
 )
 def test_a_damaged_store_is_one_error_naming_the_file(tmp_path, name, damage, message):
     root = make_tree(tmp_path / "replays")
-    build_cache(data_params(tmp_path, root), progress=False)
+    build_frame_store(data_params(tmp_path, root), progress=False)
     damage(tmp_path / "cache" / name)
     with pytest.raises(DataError) as refused:
         FrameStore.open(tmp_path / "cache")
@@ -380,7 +382,7 @@ def test_frames_skipped_while_decoding_shrink_the_store_exactly(tmp_path):
     root = make_tree(tmp_path / "replays")
     frame = sorted((root / BAD).glob("frame_*"))[5]
     frame.write_bytes(b"not a frame")
-    report = build_cache(data_params(tmp_path, root, workers=2), progress=False)
+    report = build_frame_store(data_params(tmp_path, root, workers=2), progress=False)
     frames = np.load(tmp_path / "cache" / "frames.npy")
     assert report["n_skipped"] == 1 and frames.shape == (5 * 12, 16, 16)
     assert (tmp_path / "cache" / "frames.npy").stat().st_size == 128 + frames.size

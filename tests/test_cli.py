@@ -17,9 +17,9 @@ import yaml
 
 from conftest import data_params, make_tree
 from iqn_reference import IQNNetwork
-from tmpretrain.cache import build_cache
 from tmpretrain.cli import COMMANDS, describe_export, main
 from tmpretrain.export import ENCODER_FILE
+from tmpretrain.frame_store import build_frame_store
 from tmpretrain.params import load_params
 from tmpretrain.pretrain import run_bc
 
@@ -114,7 +114,7 @@ def test_check_validates_params_without_running(tmp_path, capsys):
 def cache(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("data")
     tree = make_tree(root / "replays", n_tracks=3, replays_per_track=2, n_frames=30, size=40)
-    build_cache(data_params(root, tree, image_height=36, image_width=36), progress=False)
+    build_frame_store(data_params(root, tree, image_height=36, image_width=36), progress=False)
     return root / "cache"
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tmpretrain.cache import split_tracks
+from tmpretrain.frame_store import split_tracks
 from tmpretrain.params import load_params
 from tmpretrain.stats import format_interval
 from tmpretrain.synthetic import track_id

@@ -20,9 +20,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from test_experiments import TINY, dvc, make_project, needs_synth, project_env
+from support.setups import default_signals
+from test_experiments import TINY, dvc, make_project, project_env
 
-pytestmark = [pytest.mark.slow, needs_synth]
+pytestmark = pytest.mark.slow
 
 # The pipeline at its smallest: 3 tracks of 6 s, 1 + 2 epochs, one short evaluation track.
 SMALL = {**TINY, "eval": {"n_tracks": 1, "time_limit_s": 5.0, "video_tracks": 0}}
@@ -144,6 +145,7 @@ def test_an_interrupted_run_loses_the_running_stages_outputs_and_exp_apply_head_
         stderr=subprocess.STDOUT,
         text=True,
         start_new_session=True,  # its own process group: Ctrl-C reaches DVC and the stage, as in a terminal
+        preexec_fn=default_signals,  # SIGINT handled as in a terminal, even if pytest was started with `&`
     )
     seen, deadline = "", time.monotonic() + 300
     try:

@@ -12,7 +12,7 @@ from gymnasium.utils.env_checker import check_env
 
 import tmpretrain  # noqa: F401  (registers the env)
 from tmpretrain.actions import ACTION_NAMES
-from tmpretrain.cache import FrameStore, build_cache
+from tmpretrain.frame_store import FrameStore, build_frame_store
 from tmpretrain.params import DataParams, SynthParams
 from tmpretrain.synthetic import generate_dataset
 from tmpretrain.synthetic.env import ENV_ID, SynthTrackEnv, heldout_track
@@ -61,7 +61,7 @@ def test_observation_is_exactly_the_cache_frame_of_the_same_state(tmp_path):
         include_floats=True,
         workers=1,
     )
-    build_cache(data, progress=False)
+    build_frame_store(data, progress=False)
     store = FrameStore.open(tmp_path / "c")
     rid = 1
     start, count = int(store.replay_frame_start[rid]), int(store.replay_frame_count[rid])

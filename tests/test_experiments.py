@@ -1,5 +1,6 @@
-"""Presets resolve to valid params, and DVC keeps every experiment's own outputs (the seed lost v2_next_tick when
-the n_stack=3 run overwrote its directory; here two experiments writing the same paths both survive)."""
+"""Presets resolve to valid params, and DVC keeps every experiment's own outputs (the original study lost
+v2_next_tick when the n_stack=3 run overwrote its directory; here two experiments writing the same paths both
+survive)."""
 
 from __future__ import annotations
 
@@ -393,13 +394,7 @@ def exp_metrics(show: list) -> dict[str, dict]:
     return out
 
 
-needs_synth = pytest.mark.skipif(
-    not (ROOT / "src/tmpretrain/stages/synthesize.py").is_file(), reason="the synthesize stage is not there yet"
-)
-
-
 @pytest.mark.slow
-@needs_synth
 def test_two_experiments_writing_the_same_paths_both_survive(tmp_path):
     project = make_project(tmp_path / "proj")
     dvc(project, "exp", "run", "-n", "a", "-S", "bc.n_stack=1")
@@ -452,7 +447,7 @@ def test_two_experiments_writing_the_same_paths_both_survive(tmp_path):
         assert loaded[name].curves["val/loss"].iloc[-1] == pytest.approx(runs[name]["metrics"]["val"]["loss"])
 
 
-def test_the_docs_commands_are_the_presets_commands():
+def test_drift_the_docs_commands_are_the_presets_commands():
     """Every `dvc exp run -n NAME ...` line in docs/experiments/ is what `tmpretrain show NAME` prints."""
     data = load_presets(PRESETS)
     lines = [

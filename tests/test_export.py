@@ -15,7 +15,6 @@ import torch
 from conftest import data_params, make_tree
 from iqn_reference import IQNNetwork
 from support.faults import CLEAR, HANDLED, run_export_faults
-from tmpretrain.cache import build_cache
 from tmpretrain.errors import PretrainError
 from tmpretrain.export import (
     ACTIONS_HEAD_FILE,
@@ -33,6 +32,7 @@ from tmpretrain.export import (
     sha256_file,
     write_meta,
 )
+from tmpretrain.frame_store import build_frame_store
 from tmpretrain.models import ActionHead, BCModel, build_encoder
 from tmpretrain.params import parse_params
 from tmpretrain.pretrain import run_bc
@@ -267,7 +267,7 @@ def bc_projects(tmp_path_factory) -> dict[str, Path]:
     os.chdir(root)  # DVCLive looks for a repository from the working directory
     try:
         tree = make_tree(root / "replays", n_tracks=3, replays_per_track=1, n_frames=12, size=40)
-        build_cache(data_params(root, tree, image_height=64, image_width=64), progress=False)
+        build_frame_store(data_params(root, tree, image_height=64, image_width=64), progress=False)
         projects = {}
         for kind, use_actions_head in (("A_head", True), ("Linear", False)):
             bc = {"encoder_init": "none", "epochs": 1, "batch_size": 16, "use_actions_head": use_actions_head}

@@ -28,9 +28,9 @@ from support.judges import (
     run_command,
     tree,
 )
-from tmpretrain.cache import build_cache
 from tmpretrain.errors import ExportError, PretrainError
 from tmpretrain.export import load_export
+from tmpretrain.frame_store import build_frame_store
 
 FAULT = Fault("judges", "a variant", None, "models/bc")
 
@@ -111,7 +111,9 @@ def test_any_other_exception_is_a_traceback():
 
 def _ingest(root, cache, strict):
     try:
-        return "report", build_cache(ingest_params(root, cache, strict=strict, workers=1), progress=False)["skipped"]
+        return "report", build_frame_store(ingest_params(root, cache, strict=strict, workers=1), progress=False)[
+            "skipped"
+        ]
     except PretrainError as exc:
         return "error", str(exc)
 

@@ -53,7 +53,7 @@ def test_the_command_on_a_sample_gives_only_clear_answers():
     assert "| **total** |" in run.stdout
 
 
-def test_the_table_in_the_docs_is_the_corpus():
+def test_drift_the_table_in_the_docs_is_the_corpus():
     """Variant counts cannot drift from the corpus (a new params key adds variants): regenerate the table with
     `tmpretrain faults --update docs/reliability.md`."""
     docs = _rows((REPO / "docs/reliability.md").read_text(encoding="utf-8"))

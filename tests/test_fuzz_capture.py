@@ -25,8 +25,8 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from tmpretrain.cache import FrameStore, build_cache
 from tmpretrain.capture import write_replay
+from tmpretrain.frame_store import FrameStore, build_frame_store
 from tmpretrain.params import DataParams
 from tmpretrain.windows import replay_labels
 
@@ -393,7 +393,7 @@ def test_mutated_replay_is_labelled_like_the_reference_or_refused(tmp_path, temp
     )
     _opened = []
     try:
-        report = build_cache(params, progress=False)
+        report = build_frame_store(params, progress=False)
     finally:
         opened, _opened = _opened, None
     forbidden = [str((base / "outside").resolve()), str((base / "replays" / "decoy").resolve())]

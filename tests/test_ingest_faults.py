@@ -32,8 +32,8 @@ from support.capture_faults import (
     write_mixed_tree,
     write_valid_tree,
 )
-from tmpretrain.cache import FrameStore, build_cache, cache_lock
 from tmpretrain.errors import DataError, PretrainError
+from tmpretrain.frame_store import FrameStore, build_frame_store, frame_store_lock
 
 try:
     import resource
@@ -82,12 +82,12 @@ def test_fault_rows_for_the_fault_table(tmp_path):
 
 
 def test_too_little_disk_space_is_refused_before_decoding(tmp_path, capture_tree, monkeypatch):
-    build_cache(data_params(tmp_path, capture_tree), progress=False)
+    build_frame_store(data_params(tmp_path, capture_tree), progress=False)
     before = (tmp_path / "cache" / "frames.npy").read_bytes()
     usage = shutil.disk_usage(tmp_path)
     monkeypatch.setattr(shutil, "disk_usage", lambda path: usage._replace(free=300_000))
     with pytest.raises(DataError, match=r"cache: not enough disk space: the frame store needs 1 MB, 0 MB free on "):
-        build_cache(data_params(tmp_path, capture_tree, workers=2), progress=False)
+        build_frame_store(data_params(tmp_path, capture_tree, workers=2), progress=False)
     assert (tmp_path / "cache" / "frames.npy").read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("cache")) == ["cache", "cache.lock"]
 
@@ -123,7 +123,7 @@ def _ingest(cwd: Path, *python_args: str) -> subprocess.CompletedProcess:
 
 def test_a_second_ingest_into_a_cache_in_use_stops_naming_the_holder(tmp_path, capture_tree):
     _params_file(tmp_path, capture_tree, image_height=16, image_width=16)
-    with cache_lock(tmp_path / "cache"):  # this test process is the first ingest
+    with frame_store_lock(tmp_path / "cache"):  # this test process is the first ingest
         run = _ingest(tmp_path)
     assert run.returncode == 1
     holder = f"pid {os.getpid()} on {socket.gethostname()}, since 20"
@@ -182,7 +182,7 @@ def test_hostile_tree_through_the_dvc_stage_at_the_defaults(tmp_path):
     culprits, must_hold = write_mixed_tree(tmp_path / "captures")
     # The smallest frames validate lets through (the agent's encoder needs 34 x 34).
     clean_params = ingest_params(write_valid_tree(tmp_path / "clean"), tmp_path / "clean_cache", True)
-    build_cache(clean_params.model_copy(update={"image_height": 34, "image_width": 34}), progress=False)
+    build_frame_store(clean_params.model_copy(update={"image_height": 34, "image_width": 34}), progress=False)
     clean = stored_replays(tmp_path / "clean_cache")
     data = {"replays_dir": str(tmp_path / "captures"), "image_height": 34, "image_width": 34, "val_fraction": 0.34}
     project = make_project(tmp_path / "project", {"data": {**data, "include_floats": True}})

@@ -19,8 +19,8 @@ from hypothesis import strategies as st
 
 from conftest import data_params, make_tree
 from support.faults import _kind, _schema_leaves
-from tmpretrain.cache import build_cache
 from tmpretrain.errors import ParamsError
+from tmpretrain.frame_store import build_frame_store
 from tmpretrain.params import (
     MAX_SEED,
     Params,
@@ -72,7 +72,7 @@ def test_shipped_params_yaml_equals_the_schema_defaults():
     assert Params().bc.trainer.accelerator == Params().vis.trainer.accelerator == "auto"
 
 
-def test_docs_params_md_is_the_generated_reference():
+def test_drift_docs_params_md_is_the_generated_reference():
     """docs/params.md cannot drift from the schema: regenerate with the command in its header."""
     assert (REPO / "docs/params.md").read_text(encoding="utf-8") == markdown_reference()
     for key in KEYS:
@@ -406,7 +406,7 @@ def test_any_value_at_any_key_is_a_params_or_a_params_error_naming_that_key(key,
 def project(tmp_path) -> Path:
     """A project dir with a tiny cache and earlier outputs of every training stage (stand-ins for results)."""
     tree = make_tree(tmp_path / "replays", n_tracks=3, replays_per_track=1, n_frames=12, size=40)
-    build_cache(data_params(tmp_path, tree, image_height=36, image_width=36), progress=False)
+    build_frame_store(data_params(tmp_path, tree, image_height=36, image_width=36), progress=False)
     for d in ("models/vis", "models/bc", "reports/vis", "reports/bc"):
         (tmp_path / d).mkdir(parents=True)
         (tmp_path / d / "earlier.result").write_text(f"an earlier run's {d}\n")

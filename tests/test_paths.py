@@ -9,8 +9,8 @@ import pytest
 import yaml
 
 from conftest import data_params, make_tree
-from tmpretrain.cache import FrameStore, build_cache
 from tmpretrain.errors import ParamsError
+from tmpretrain.frame_store import FrameStore, build_frame_store
 from tmpretrain.paths import MARKER, check_output_dir
 
 
@@ -102,17 +102,17 @@ def test_the_stages_refuse_the_same_paths_by_hand_and_leave_them_untouched(proje
 
 def test_a_stage_replaces_what_it_wrote_with_or_without_the_marker(project):
     params = data_params(project, project / "captures", cache_dir="data/cache")
-    build_cache(params, progress=False)
+    build_frame_store(params, progress=False)
     cache = project / "data/cache"
     assert (cache / MARKER).read_text() == "ingest\n"
     assert len(FrameStore.open(cache).frames) == 36
     (cache / MARKER).unlink()  # a frame store written before the marker existed: its exact files are recognised
-    build_cache(params, progress=False)
+    build_frame_store(params, progress=False)
     assert (cache / MARKER).is_file()
     (cache / MARKER).unlink()
     (cache / "notes.txt").write_text("mine\n")  # unmarked with anything else in it: not a frame store
     with pytest.raises(ParamsError, match=r"data.cache_dir: '.*data/cache' is a folder ingest did not write"):
-        build_cache(params, progress=False)
+        build_frame_store(params, progress=False)
     assert (cache / "notes.txt").read_text() == "mine\n"
 
 

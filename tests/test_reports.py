@@ -19,7 +19,7 @@ from PIL import Image
 from conftest import data_params, make_tree
 from support.setups import dvc_env, uncached_workspace
 from tmpretrain.actions import ACTION_NAMES
-from tmpretrain.cache import FrameStore, build_cache
+from tmpretrain.frame_store import FrameStore, build_frame_store
 from tmpretrain.metrics import majority_baseline
 from tmpretrain.reports import (
     WORKSPACE,
@@ -95,7 +95,7 @@ def _write_metrics(root: Path, series: dict[str, list[float]], val_loss: list[fl
             "loss": val_loss[-1],
             "acc": series["val/acc"][-1],
             "main_actions_acc": series["val/main_actions_acc"][-1],
-            "support": {a: 10 * i for i, a in enumerate(ACTION_NAMES)},  # as EpochLogger writes it
+            "support": {a: 10 * i for i, a in enumerate(ACTION_NAMES)},  # as EpochSelector writes it
         },
         "best": {
             "epoch": best,
@@ -120,7 +120,7 @@ def workspace(tmp_path) -> Path:
     root = tmp_path / "ws"
     root.mkdir()
     tree = make_tree(tmp_path / "replays", n_tracks=3, replays_per_track=2, n_frames=30)
-    build_cache(data_params(tmp_path, tree, cache_dir=str(root / "data/cache")), progress=False)
+    build_frame_store(data_params(tmp_path, tree, cache_dir=str(root / "data/cache")), progress=False)
     _write_run(root, [1.0, 0.8, 0.7, 0.75, 0.9, 0.95, 1.0])
     return root
 

@@ -243,7 +243,7 @@ def test_cli_writes_the_page_from_a_snapshot(tmp_path, capsys):
     assert "not a results snapshot" in capsys.readouterr().err
 
 
-def test_results_md_is_what_its_snapshot_says():
+def test_drift_results_md_is_what_its_snapshot_says():
     """The committed page is generated, not typed: regenerating it from the committed snapshot changes nothing,
     every number in it comes from a named experiment with its commit, and its verdicts follow from the snapshot's
     rows: where the runs have none (they predate the protocol), every conclusion is inconclusive for that reason."""

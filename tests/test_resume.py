@@ -14,7 +14,7 @@ import pytest
 
 from support.setups import interrupt_after_first_epoch, stage_command, stage_env, tiny_project
 from test_reliability import STAGE_TIMEOUT, cache  # noqa: F401  (cache: the stage tests' module-scoped store)
-from tmpretrain.cache import FrameStore
+from tmpretrain.frame_store import FrameStore
 from tmpretrain.params import parse_params
 from tmpretrain.pretrain import checkpoint_key, run_bc
 

@@ -12,9 +12,9 @@ import torch
 from conftest import data_params, make_tree
 from iqn_reference import IQNNetwork as ReferenceIQN
 from iqn_reference import agent_input
-from tmpretrain.cache import build_cache
 from tmpretrain.errors import ExportError
 from tmpretrain.export import ACTIONS_HEAD_FILE, ENCODER_FILE, load_export
+from tmpretrain.frame_store import build_frame_store
 from tmpretrain.params import parse_params
 from tmpretrain.pretrain import run_bc, run_vis
 from tmpretrain.rl.network import IQNNetwork, init_from_export, obs_to_img, sample_taus
@@ -67,7 +67,7 @@ def exports(tmp_path_factory) -> dict[str, Path]:
     os.chdir(root)  # DVCLive looks for a repository from the working directory
     try:
         tree = make_tree(root / "replays", n_tracks=3, replays_per_track=1, n_frames=12, size=40)
-        build_cache(data_params(root, tree, image_height=64, image_width=64), progress=False)
+        build_frame_store(data_params(root, tree, image_height=64, image_width=64), progress=False)
         fast = {"epochs": 1, "batch_size": 16, "trainer": {"accelerator": "cpu"}}
         for name, normalization in (("vis", "iqn"), ("vis_01", "01")):
             vis = parse_params({"vis": {**fast, "image_normalization": normalization}}).vis

@@ -201,7 +201,7 @@ def test_mean_recall_of_pooled_confusion_matrices():
     value, low, high = recall_interval(conf, [0, 1], seed=1)
     assert value == pytest.approx(0.65) and low == pytest.approx(0.65) and high == pytest.approx(0.65)
     empty = conf.copy()
-    empty[..., 1, :] = 0.0  # class 1 without support counts as 0 (as the seed did)
+    empty[..., 1, :] = 0.0  # class 1 without support counts as 0 (as the original study did)
     assert recall_interval(empty, [0, 1], seed=1)[0] == pytest.approx(0.4)
     d = paired_recall_difference(conf, empty, [0, 1], seed=2)
     assert d["difference"] == pytest.approx(0.25) and d["low"] == pytest.approx(0.25) and d["p"] == 1 / 2000

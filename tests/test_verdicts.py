@@ -34,7 +34,7 @@ FRAMES = 400
 
 def _run(name: str, family: str, seed: int, acc: float, progress: float, seed_sd: float, rng) -> dict:
     """One experiment: test replays at accuracy `acc` (+ replay effect + this seed's offset), driving rows at
-    `progress` (+ track effect + the seed's offset), two rollouts a track."""
+    `progress` (+ track effect + the training seed's offset), two rollouts a track."""
     shift = rng.normal(0.0, seed_sd)
     replays = []
     for i, effect in enumerate(REPLAY_EFFECT):

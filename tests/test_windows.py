@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from conftest import data_params, make_replay
-from tmpretrain.cache import FrameStore, build_cache
 from tmpretrain.errors import DataError
+from tmpretrain.frame_store import FrameStore, build_frame_store
 from tmpretrain.params import parse_params
 from tmpretrain.pretrain import check_labels_exist, run_bc
 from tmpretrain.windows import MASKED, build_samples, label_timing_report, nearest_entry_labels, timeline_labels
@@ -20,7 +20,7 @@ def store_and_timelines(tmp_path):
     for t in range(2):
         timelines[f"T{t}"] = make_replay(root / f"T{t}" / "r.replay", n_frames=10, fps=10, seed=t)
     make_replay(root / "T2" / "legacy.replay", n_frames=10, fps=10, seed=9, legacy=True)
-    build_cache(data_params(tmp_path, root, val_fraction=0.34), progress=False)
+    build_frame_store(data_params(tmp_path, root, val_fraction=0.34), progress=False)
     return FrameStore.open(tmp_path / "cache"), timelines
 
 
@@ -81,7 +81,7 @@ def test_fallback_replay_is_flagged_and_uses_the_nearest_entry(tmp_path):
     make_replay(root / "A" / "legacy.replay", n_frames=10, fps=10, legacy=True, seed=4)
     make_replay(root / "A" / "cur.replay", n_frames=10, fps=10, seed=5)
     make_replay(root / "B" / "other.replay", n_frames=10, fps=10, seed=6)
-    build_cache(data_params(tmp_path, root, val_fraction=0.5), progress=False)
+    build_frame_store(data_params(tmp_path, root, val_fraction=0.5), progress=False)
     store = FrameStore.open(tmp_path / "cache")
     split_of_a = "train" if "A" in store.meta["split"]["train_tracks"] else "val"
     s = build_samples(store, split_of_a, 1, [0, 10, 100])
@@ -110,7 +110,7 @@ def test_a_run_without_a_single_label_says_so_naming_the_data(tmp_path):
     root = tmp_path / "replays"
     for t in range(3):
         make_replay(root / f"T{t}" / "r.replay", n_frames=10, fps=10, seed=t)
-    build_cache(data_params(tmp_path, root, image_height=36, image_width=36), progress=False)
+    build_frame_store(data_params(tmp_path, root, image_height=36, image_width=36), progress=False)
     bc = {"encoder_init": "none", "time_offsets_ms": [5000], "export_offset_ms": 5000, "offset_weights": [1.0]}
     params = parse_params({"bc": {**bc, "epochs": 1, "trainer": {"accelerator": "cpu"}}}).bc
     with pytest.raises(DataError) as refused:
@@ -129,7 +129,7 @@ def test_replays_without_a_label_at_the_offsets_are_named(tmp_path, capsys):
     for t in range(3):
         make_replay(root / f"T{t}" / "long.replay", n_frames=60, fps=10, seed=t)
         make_replay(root / f"T{t}" / "short.replay", n_frames=10, fps=10, seed=10 + t)
-    build_cache(data_params(tmp_path, root, image_height=36, image_width=36), progress=False)
+    build_frame_store(data_params(tmp_path, root, image_height=36, image_width=36), progress=False)
     store = FrameStore.open(tmp_path / "cache")
     samples = build_samples(store, "train", 1, [2000])
     check_labels_exist(store, "train", samples, [2000])

@@ -20,7 +20,7 @@ _TABLE = [
 
 N_ACTIONS = len(_TABLE)
 ACTION_NAMES: tuple[str, ...] = tuple(row[0] for row in _TABLE)
-# The seed's main_actions_val_acc averages the accuracies of these (the only well-supported classes).
+# The original study's main_actions_val_acc averages the accuracies of these (the only well-supported classes).
 MAIN_ACTIONS: tuple[int, ...] = (0, 1, 2, 3, 10, 11)
 
 

@@ -3,7 +3,7 @@
 Measures on the current machine, on a tree it writes itself (tmpretrain.synthetic.trees) or on a capture tree given
 with --replays:
 
-  ingest      frames/s of build_cache, and cache bytes per frame against H x W (the uint8 store's promise)
+  ingest      frames/s of build_frame_store, and cache bytes per frame against H x W (the uint8 store's promise)
   throughput  training samples/s of the same BCModule, batch size and step count fed (a) through the real
               FrameDataModule loader (host gather by index, normalisation on the device), (b) through the loader
               with the store resident on the device (trainer.cache_on_device), (c) from one pre-made in-memory
@@ -53,7 +53,7 @@ class Sizes:
     warmup: int = 2  # untimed steps before each timed run
     rounds: int = 2  # arms run interleaved this many times; the best round of each arm counts
     rss_batches: int = 6  # train (and val) batches of each RSS run
-    device_batch_size: int = 4096  # the seed users' batch, for the GPU section
+    device_batch_size: int = 4096  # the original study's batch, for the GPU section
     device_steps: int = 50
 
 
@@ -95,7 +95,7 @@ def _dir_bytes(path: Path) -> int:
 
 
 def bench_ingest(replays: Path, cache_dir: Path, image_size: int, workers: int) -> dict:
-    from .cache import build_cache
+    from .frame_store import build_frame_store
     from .params import DataParams
 
     params = DataParams(
@@ -107,7 +107,7 @@ def bench_ingest(replays: Path, cache_dir: Path, image_size: int, workers: int) 
         workers=workers,
     )
     t0 = time.perf_counter()
-    build_cache(params, progress=False)
+    build_frame_store(params, progress=False)
     seconds = time.perf_counter() - t0
     frames = np.load(cache_dir / "frames.npy", mmap_mode="r")
     n, h, w = frames.shape
@@ -176,9 +176,9 @@ def bench_throughput(
     """Samples/s of one BCModule trained through each data path, interleaved over `rounds`; best round counts."""
     import torch
 
-    from .cache import FrameStore
     from .datamodule import FrameDataModule
-    from .training import BCModule
+    from .frame_store import FrameStore
+    from .trainer import BCModule
     from .windows import build_samples
 
     torch.manual_seed(0)
@@ -245,7 +245,7 @@ def _rss_child(spec: dict) -> None:
     """One BC run (run_bc) in this fresh process; prints its peak RSS (VmHWM) as the last line of JSON."""
     import tmpretrain.pretrain as pretrain
 
-    from .cache import FrameStore
+    from .frame_store import FrameStore
 
     # Steady state after one full epoch: every page of the store has been read once (both n_stack runs alike).
     store = FrameStore.open(spec["cache_dir"])
@@ -294,7 +294,7 @@ def _run_rss_child(spec: dict, cwd: Path) -> dict:
 
 
 def bench_rss(cache_dir: Path, workdir: Path, sizes: Sizes, num_workers: int) -> dict:
-    from .cache import FrameStore
+    from .frame_store import FrameStore
     from .params import BCParams
     from .windows import build_samples
 
@@ -438,8 +438,8 @@ def bench_device(cache_dir: Path, sizes: Sizes, device: str, compile_model: bool
     import torch
     import torch.nn.functional as F
 
-    from .cache import FrameStore
     from .datamodule import resident_frames
+    from .frame_store import FrameStore
     from .models import BCModel, normalize
     from .params import BCParams
 

@@ -394,7 +394,9 @@ CLOCK_MIN_GAIN = 0.25
 CLOCK_MIN_FRAMES = 5
 
 
-def _agreement(times_ms: np.ndarray, actions: np.ndarray, timeline: np.ndarray, step_ms: int, shift: int) -> tuple[float, int]:
+def _agreement(
+    times_ms: np.ndarray, actions: np.ndarray, timeline: np.ndarray, step_ms: int, shift: int
+) -> tuple[float, int]:
     """The share of frames whose own action is the timeline's at their time + shift steps, and how many frames
     that judges (those the shifted time puts on the timeline); the index rounds as the capture writer's does."""
     k = np.floor(times_ms / step_ms + 0.5).astype(np.int64) + shift

@@ -7,7 +7,7 @@
     tmpretrain queue NAME|FAMILY|all            queue them (then: dvc queue start)
     tmpretrain table [NAME...] [--csv|--md]     one row per experiment: params that differ, headline metrics
     tmpretrain plots [REV...]                   `dvc plots diff` as HTML that draws offline (--format svg|png)
-    tmpretrain report [REV...]                  the seed's analysis as one offline HTML file
+    tmpretrain report [REV...]                  the original study's analysis as one offline HTML file
     tmpretrain compare NAME|FAMILY...           table, plots and report of a family or of experiments
     tmpretrain study [NAME...] [--seeds 4]      queue every preset at several training seeds, resumable
     tmpretrain results [--from results.json]    docs/experiments/results.md from the presets' experiments
@@ -329,7 +329,7 @@ def _add_plots(sub):
 
 
 def _add_report(sub):
-    p = sub.add_parser("report", help="the seed's analysis of experiments as one offline HTML file")
+    p = sub.add_parser("report", help="the original study's analysis of experiments as one offline HTML file")
     p.add_argument("revs", nargs="*", help="experiments / revisions (default: workspace)")
     p.add_argument("-o", "--output", default="reports/compare.html")
     p.add_argument("--interval", type=int, default=5, help="the checkpoint table every N epochs")

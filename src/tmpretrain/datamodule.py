@@ -14,8 +14,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from .cache import FrameStore
 from .errors import ParamsError
+from .frame_store import FrameStore
 from .windows import Samples
 
 

@@ -1,4 +1,4 @@
-"""Exclusive locks that name their holder: one ingest per frame store (cache.cache_lock), one stage at a time per
+"""Exclusive locks that name their holder: one ingest per frame store (`frame_store_lock`), one stage at a time per
 workspace (`one_run_at_a_time`, taken by every stage's entry point).
 
 filelock: fcntl on POSIX, msvcrt on Windows, released by the OS when the holder dies (a killed run leaves no stale

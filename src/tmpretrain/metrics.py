@@ -44,7 +44,7 @@ def classification_summary(cm: torch.Tensor) -> dict:
     Returns acc, balanced_acc (mean recall over classes with support > 0), macro_f1 (mean F1 over classes
     with support > 0), acc_action {name: recall, 0.0 where support is 0}, support {name: count} and
     main_actions_acc: the mean accuracy of the six MAIN_ACTIONS, where a main action without support counts
-    as 0 (as the seed did). An empty matrix gives NaN for acc, balanced_acc and macro_f1.
+    as 0 (as the original study did). An empty matrix gives NaN for acc, balanced_acc and macro_f1.
     """
     cm = torch.as_tensor(cm).detach().cpu().to(torch.float64)
     n = cm.shape[0]

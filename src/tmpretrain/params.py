@@ -314,8 +314,9 @@ class BCParams(TrainingParams):
         True, "n_stack > 1: recompute stacked frames' activations in backward (memory of n_stack 1)"
     )
     use_actions_head: Bool = _field(
-        True, "true: the agent's A_head layout per offset (exported as actions_head.pt); false: one Linear per offset "
-        "(exported as linear_head.pt, which evaluate drives but the agent cannot load)"
+        True,
+        "true: the agent's A_head layout per offset (exported as actions_head.pt); false: one Linear per offset "
+        "(exported as linear_head.pt, which evaluate drives but the agent cannot load)",
     )
     dense_hidden_dimension: Int = _field(
         AGENT_DENSE_HIDDEN,
@@ -332,7 +333,7 @@ class BCParams(TrainingParams):
     )
     epochs: Int = _field(25, "maximum epochs", ge=1, le=100_000)
     weight_decay: Float = _field(0.01, "> 0 switches Adam to AdamW with this decay", ge=0.0, le=10.0)
-    # The seed's finding, and this data's: val loss flattens after ~20-25 epochs, so stop when it does.
+    # The original study's finding, and this data's: val loss flattens after ~20-25 epochs, so stop when it does.
     early_stopping: EarlyStoppingParams = Field(default_factory=lambda: EarlyStoppingParams(enabled=True, patience=8))
 
     @model_validator(mode="after")

@@ -26,7 +26,7 @@ from .files import read_capped
 
 MARKER = ".tmpretrain-output"
 
-# What ingest writes into a frame store (cache.py); any other entry means the folder is not one.
+# What ingest writes into a frame store (frame_store.py); any other entry means the folder is not one.
 FRAME_STORE_FILES = frozenset(
     {"cache_meta.json", "frames.npy", "index.npz", "timelines.npy", "floats.npy", "ingest_report.json"}
 )

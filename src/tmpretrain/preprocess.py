@@ -1,6 +1,6 @@
 """Preprocessing shared by ingest and the simulator env: frame decode, resize and the race-state float features.
 
-Train/eval parity rests on this module. The frame store (cache.py) is built by `decode_frame` and `resize_frame`
+Train/eval parity rests on this module. The frame store (frame_store.py) is built by `decode_frame` and `resize_frame`
 from the frame files of a capture tree, and its float rows by `float_vectors` from each replay's `meta`
 snapshots. The env (synthetic/env.py) must show a policy exactly what training showed it, so it builds its
 observations with the same functions: `observation_frame` writes its rendered frame as the capture tool does

@@ -22,7 +22,6 @@ import torch
 from PIL import Image
 
 from .actions import ACTION_NAMES, MAIN_ACTIONS, N_ACTIONS, action_table
-from .cache import FrameStore
 from .cpu_math import kernel_summary
 from .datamodule import FrameDataModule
 from .errors import DataError, ParamsError, PretrainError
@@ -47,13 +46,14 @@ from .export import (
     written_aside,
 )
 from .files import free_for_writing, shown
+from .frame_store import FrameStore
 from .metrics import epoch_metrics, offset_label
 from .models import VISION_TASK_METRICS, BCModel, VisionModel, denormalize, encoder_output_dim, normalize
 from .params import BCParams, VisParams, as_dict, set_nested
-from .training import (
+from .trainer import (
     BCModule,
     EpochCheckpoint,
-    EpochLogger,
+    EpochSelector,
     VisModule,
     build_trainer,
     device_summary,
@@ -222,10 +222,12 @@ def check_output_room(
 
 def _fit(
     module, data: FrameDataModule, params, live_dir: Path, headline: list[str], checkpoint: EpochCheckpoint | None
-) -> EpochLogger:
+) -> EpochSelector:
     group = type(params).__name__.removesuffix("Params").lower()
-    logger = EpochLogger(live_dir, params.selection, headline, CONSOLE)
-    trainer = build_trainer(params.trainer, params.epochs, params.grad_clip, params.early_stopping, logger, checkpoint)
+    selector = EpochSelector(live_dir, params.selection, headline, CONSOLE)
+    trainer = build_trainer(
+        params.trainer, params.epochs, params.grad_clip, params.early_stopping, selector, checkpoint
+    )
     if trainer.is_global_zero:
         print(
             f"pretrain_{group}: {device_summary(trainer, params.trainer.accelerator)}; "
@@ -236,12 +238,12 @@ def _fit(
         module.model = torch.compile(module.model)
     resume = checkpoint.resumable() if checkpoint is not None else None
     trainer.fit(module, datamodule=data, ckpt_path=resume)
-    if logger.selected.epoch < 0:
+    if selector.selected.epoch < 0:
         raise ParamsError(
             f"{group}.selection.metric",
-            f"{logger.selected.metric} was never finite; nothing to export",
+            f"{selector.selected.metric} was never finite; nothing to export",
         )
-    return logger
+    return selector
 
 
 def _finished(checkpoint: EpochCheckpoint | None) -> None:
@@ -332,10 +334,10 @@ def run_vis(
     )
     module = VisModule(params=params, image_hw=store.image_hw)
     check_output_room(module.model, out_dir, live_dir, checkpoint)
-    logger = _fit(module, data, params, reports, VIS_HEADLINE, checkpoint)
-    if not logger.is_global_zero:  # DDP: rank 0 alone writes the export (all ranks hold the same weights)
-        return {"selected": logger.selected, "history": logger.history, "exported": False}
-    module.model.load_state_dict(logger.selected.state_dict)
+    selector = _fit(module, data, params, reports, VIS_HEADLINE, checkpoint)
+    if not selector.is_global_zero:  # DDP: rank 0 alone writes the export (all ranks hold the same weights)
+        return {"selected": selector.selected, "history": selector.history, "exported": False}
+    module.model.load_state_dict(selector.selected.state_dict)
     samples = reports / "samples"  # a DVC out whatever the task: empty for simclr (no decoder)
     samples.mkdir(parents=True, exist_ok=True)
     if params.task in ("autoencoder", "vae"):
@@ -347,11 +349,11 @@ def run_vis(
             "task": params.task,
             "n_stack": 1,
             "encoder_arch_hash": arch_hash(module.model.encoder),
-            **_common_meta(store, params, logger.selected, len(logger.history)),
+            **_common_meta(store, params, selector.selected, len(selector.history)),
         }
         meta = write_meta(staging, meta)
     _finished(checkpoint)
-    return {"selected": logger.selected, "history": logger.history, "exported": True, "meta": meta}
+    return {"selected": selector.selected, "history": selector.history, "exported": True, "meta": meta}
 
 
 # ------------------------------------------------------------------------------------------ Level 1
@@ -498,7 +500,7 @@ def run_bc(
             )
         module.model.encoder.load_state_dict(states[ENCODER_FILE], strict=True)
     check_output_room(module.model, out_dir, live_dir, checkpoint)
-    logger = _fit(
+    selector = _fit(
         module,
         data,
         params,
@@ -506,10 +508,10 @@ def run_bc(
         BC_HEADLINE + [f"val/acc_offset/{offset_label(d)}" for d in offsets if len(offsets) > 1],
         checkpoint,
     )
-    if not logger.is_global_zero:  # DDP: rank 0 alone writes the export (all ranks hold the same weights)
-        return {"selected": logger.selected, "history": logger.history, "timing": None, "exported": False}
+    if not selector.is_global_zero:  # DDP: rank 0 alone writes the export (all ranks hold the same weights)
+        return {"selected": selector.selected, "history": selector.history, "timing": None, "exported": False}
     model: BCModel = module.model
-    model.load_state_dict(logger.selected.state_dict)
+    model.load_state_dict(selector.selected.state_dict)
     if len(store.replay_ids("test")):  # a cache built with data.test_fraction > 0
         test = build_samples(store, "test", params.n_stack, offsets, params.target)
         test_metrics, test_counts = score_split(module, data, test)
@@ -550,8 +552,14 @@ def run_bc(
             "encoder_arch_hash": arch_hash(model.encoder),
             "model_arch_hash": arch_hash(model),
             "label_fallback_replays": store.meta["label_fallback_replays"],
-            **_common_meta(store, params, logger.selected, len(logger.history)),
+            **_common_meta(store, params, selector.selected, len(selector.history)),
         }
         meta = write_meta(staging, meta)
     _finished(checkpoint)
-    return {"selected": logger.selected, "history": logger.history, "timing": timing, "exported": True, "meta": meta}
+    return {
+        "selected": selector.selected,
+        "history": selector.history,
+        "timing": timing,
+        "exported": True,
+        "meta": meta,
+    }

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .cache import FrameStore
+from .frame_store import FrameStore
 
 MASKED = -1
 TARGETS = ("current_tick", "next_tick")
@@ -107,7 +107,8 @@ def build_samples(
 def label_timing_report(store: FrameStore, samples: Samples, offsets_ms: list[int], target: str) -> dict:
     """Per offset: how often its label differs from the action held at the frame itself (0 ms, current tick) on
     samples where both exist, and how many labels are masked; plus how many samples fall back to frame entries.
-    Identical 0 / +10 ms labels are the symptom of frame-based labels at low fps that the seed warned about."""
+    Identical 0 / +10 ms labels are the symptom of frame-based labels at low fps that the original study warned
+    about."""
     reference = np.full(len(samples), MASKED, dtype=np.int64)
     for rid in np.unique(samples.replay):
         rows = np.flatnonzero(samples.replay == rid)

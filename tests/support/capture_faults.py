@@ -484,7 +484,7 @@ def ingest_params(replays_dir: Path, cache_dir: Path, strict: bool, workers: int
 
 def stored_replays(cache_dir: Path) -> dict[str, tuple]:
     """{replay path in the tree: (frames, frame times, frame actions, timeline)} of a built store."""
-    from tmpretrain.cache import FrameStore
+    from tmpretrain.frame_store import FrameStore
 
     store = FrameStore.open(cache_dir, in_memory=True)
     out = {}
@@ -526,7 +526,7 @@ def check_case(case: FaultCase, workdir: Path, template: Path, clean_cache: Path
     """Plant one case into a copy of the valid tree `template` (whose clean store is `clean_cache`), ingest it
     with data.strict false (into a new cache) and true (over a copy of the clean store, which a failure must leave
     byte for byte), and judge the answers. Returns the row run_ingest_faults documents."""
-    from tmpretrain.cache import build_cache
+    from tmpretrain.frame_store import build_frame_store
 
     root = workdir / "replays"
     shutil.copytree(template, root, symlinks=True)
@@ -541,7 +541,7 @@ def check_case(case: FaultCase, workdir: Path, template: Path, clean_cache: Path
         cache = workdir / f"cache_{mode}"
         params = ingest_params(root, cache, strict=mode == "strict", workers=workers, include_floats=True)
         try:
-            report = build_cache(params, progress=False)
+            report = build_frame_store(params, progress=False)
         except PretrainError as exc:
             answers[mode] = ("error", str(exc))
             continue
@@ -563,12 +563,12 @@ def run_ingest_faults(tmpdir: Path, workers: int = 2, cases: list[FaultCase] | N
     """Every case of the corpus (or `cases`), each in its own copy of a small valid tree, ingested at
     data.workers `workers` with strict false and true. One row per case: fault_class, variant, outcome
     ("skipped and reported", "handled" or "wrong answer"), traceback, wrong_result, outputs_lost, detail."""
-    from tmpretrain.cache import build_cache
+    from tmpretrain.frame_store import build_frame_store
 
     tmpdir = Path(tmpdir)
     template = write_valid_tree(tmpdir / "template")
     clean_cache = tmpdir / "clean_cache"
-    build_cache(ingest_params(template, clean_cache, strict=True, workers=1, include_floats=True), progress=False)
+    build_frame_store(ingest_params(template, clean_cache, strict=True, workers=1, include_floats=True), progress=False)
     rows = []
     for k, case in enumerate(cases if cases is not None else hostile_replays()):
         workdir = tmpdir / f"case{k:03d}"

@@ -850,11 +850,13 @@ def _replay_past_the_end(arrays: dict) -> None:
 def run_store_faults(tmpdir: Path, faults: list[Fault]) -> list[dict]:
     """Each fault planted in a copy of a valid frame store, opened as the training stages open it."""
     from support.capture_faults import ingest_params, write_valid_tree
-    from tmpretrain.cache import FrameStore, build_cache
     from tmpretrain.errors import DataError
+    from tmpretrain.frame_store import FrameStore, build_frame_store
 
     template = tmpdir / "template"
-    build_cache(ingest_params(write_valid_tree(tmpdir / "replays"), template, strict=True, workers=1), progress=False)
+    build_frame_store(
+        ingest_params(write_valid_tree(tmpdir / "replays"), template, strict=True, workers=1), progress=False
+    )
     rows = []
     for k, fault in enumerate(faults):
         store = tmpdir / f"case{k:03d}"
@@ -896,7 +898,7 @@ def checkpoint_faults() -> list[Fault]:
 def run_checkpoint_faults(tmpdir: Path, faults: list[Fault]) -> list[dict]:
     """Each damaged last.ckpt met by the resume logic of a training stage: set aside (renamed beside its folder,
     byte for byte), one warning line, and nothing to resume from."""
-    from tmpretrain.training import EpochCheckpoint
+    from tmpretrain.trainer import EpochCheckpoint
 
     rows = []
     for k, fault in enumerate(faults):

@@ -32,7 +32,7 @@ class Unavailable(RuntimeError):
 def small_store(root: Path) -> Path:
     """4 tracks x 2 replays x 30 frames of 40x40 stored at 36x36: 180 train samples, 60 val samples (one held-out
     track). Returns the store's directory, root/cache."""
-    from tmpretrain.cache import build_cache
+    from tmpretrain.frame_store import build_frame_store
     from tmpretrain.params import DataParams
     from tmpretrain.synthetic.trees import write_tree
 
@@ -48,7 +48,7 @@ def small_store(root: Path) -> Path:
         strict=False,
         workers=1,
     )
-    build_cache(params, progress=False)
+    build_frame_store(params, progress=False)
     return root / "cache"
 
 
@@ -72,7 +72,7 @@ def stage_env() -> dict:
     return {**os.environ, "DVC_NO_ANALYTICS": "1"}
 
 
-def _default_signals() -> None:
+def default_signals() -> None:
     # A process started from a background script inherits SIGINT ignored, and a stage keeps an ignored SIGINT ignored
     # (as any program started with `&`): the child takes the default disposition, as in a terminal.
     signal.signal(signal.SIGINT, signal.SIG_DFL)
@@ -89,7 +89,7 @@ def interrupt_after_first_epoch(root: Path, stage: str, sig: signal.Signals) -> 
         stderr=subprocess.PIPE,
         text=True,
         env=stage_env(),
-        preexec_fn=_default_signals,
+        preexec_fn=default_signals,
     )
     deadline = time.monotonic() + STAGE_TIMEOUT
     while not checkpoint.exists() and proc.poll() is None and time.monotonic() < deadline:
@@ -145,14 +145,14 @@ def holding_the_run_lock(workspace: Path):
 _INGEST_CHILD = """
 import json, sys
 from pathlib import Path
-from tmpretrain.cache import build_cache
+from tmpretrain.frame_store import build_frame_store
 from tmpretrain.errors import DataError
 from tmpretrain.params import DataParams
 base = Path(sys.argv[1])
 params = DataParams(replays_dir=str(base / "replays"), cache_dir=str(base / "cache"), image_height=16,
                     image_width=16, val_fraction=0.34, test_fraction=0.0, workers=int(sys.argv[2]))
 try:
-    print(json.dumps(build_cache(params, progress=False)["skipped"]))
+    print(json.dumps(build_frame_store(params, progress=False)["skipped"]))
 except DataError as exc:
     print(json.dumps(str(exc)))
 """

@@ -1,4 +1,4 @@
-"""The seed's runs as named DVC experiments (presets.yaml -> `dvc exp run`), and the table that compares them.
+"""The original study's runs as named DVC experiments (presets.yaml -> `dvc exp run`), and the table that compares them.
 
     tmpretrain list | show v1.2 | run v1.2 [-S k=v ...] | queue a-head | table [NAMES] [--csv|--md] | compare FAMILY
     (python -m tmpretrain.experiments ... takes the same subcommands; `tmpretrain --help` lists them all)

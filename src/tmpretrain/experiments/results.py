@@ -1,5 +1,5 @@
-"""The results page: every preset's named DVC experiments on accuracy and on driving, and each of the seed
-write-up's conclusions judged on them: a paired difference with a 95 % interval from a hierarchical bootstrap over
+"""The results page: every preset's named DVC experiments on accuracy and on driving, and each of the original
+study's conclusions judged on them: a paired difference with a 95 % interval from a hierarchical bootstrap over
 training seeds and tracks (or test replays), a Holm-adjusted p-value, an equivalence margin, and one verdict word.
 
     tmpretrain results                    collect the presets' experiments from `dvc exp show`, merge them into
@@ -356,7 +356,7 @@ def arm_summary(runs: list[dict], metric: Metric) -> tuple[float, float | None, 
 
 @dataclass(frozen=True)
 class Conclusion:
-    """One of the seed write-up's conclusions as a comparison of two presets: `claim` "better" means a beats b,
+    """One of the original study's conclusions as a comparison of two presets: `claim` "better" means a beats b,
     "tie" that they are level, "not_better" that a does not beat b."""
 
     title: str
@@ -651,7 +651,7 @@ def conclusion_section(conclusion: Conclusion, snapshot: dict, result: dict[Metr
     lines = [
         f"### {conclusion.title}: {conclusion.a} vs {conclusion.b}",
         "",
-        f"Seed write-up: {conclusion.seed_says}",
+        f"Original study: {conclusion.seed_says}",
         "",
     ]
     if result is None:
@@ -940,7 +940,7 @@ def render_page(snapshot: dict, figure_name: str = FIGURE_FILE.name) -> str:
         f"Across the {len(points)} presets, the rank correlation between test accuracy and driving progress is "
         f"{_fmt(rho, 2)} (Spearman, descriptive: no interval, and no verdict rests on it).",
         "",
-        "## The seed write-up's conclusions, checked",
+        "## The original study's conclusions, checked",
         "",
     ]
     for conclusion in CONCLUSIONS:

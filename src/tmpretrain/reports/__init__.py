@@ -1,4 +1,4 @@
-"""The seed's analysis of BC runs over any set of DVC experiments or revisions, and offline `dvc plots`.
+"""The original study's analysis of BC runs over any set of DVC experiments or revisions, and offline `dvc plots`.
 
     tmpretrain report [REV ...] [-o reports/compare.html] [--interval 5] [--best val/loss:min]
     tmpretrain plots [REV ...] [-o reports/plots] [--format html|svg|png]

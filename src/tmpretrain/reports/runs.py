@@ -14,8 +14,8 @@ import numpy as np
 import pandas as pd
 
 from ..actions import ACTION_NAMES
-from ..cache import FrameStore
 from ..errors import PretrainError
+from ..frame_store import FrameStore
 from ..metrics import majority_baseline, offset0_baseline, offset_label, previous_action_baseline
 from ..windows import build_samples
 from ..yamlio import YamlError, parse_yaml

@@ -76,7 +76,7 @@ def epoch_table(run: Run) -> pd.DataFrame:
 
 
 def checkpoint_table(runs: list[Run], interval: int = 5, metrics: list[str] | None = None) -> pd.DataFrame:
-    """Metrics at epochs 0, N, 2N, ... and each run's last epoch (the seed's `--interval`)."""
+    """Metrics at epochs 0, N, 2N, ... and each run's last epoch (the original study's `--interval`)."""
     metrics = metrics or EPOCH_COLUMNS
     rows = []
     for run in runs:

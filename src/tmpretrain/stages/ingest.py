@@ -6,8 +6,8 @@ import signal
 import sys
 import time
 
-from ..cache import build_cache
 from ..errors import stage_entry
+from ..frame_store import build_frame_store
 from ..params import load_params
 
 
@@ -19,7 +19,7 @@ def main() -> None:
     if hasattr(signal, "SIGXFSZ"):  # past a file size limit (ulimit -f) a write fails (an error), not the process
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     start = time.perf_counter()
-    report = build_cache(params.data)
+    report = build_frame_store(params.data)
     seconds = time.perf_counter() - start
     n = report["n_frames"]
     print(

@@ -1,4 +1,4 @@
-"""Stage `report`: the seed's analysis of the workspace's run -> reports/report.html (opens offline).
+"""Stage `report`: the original study's analysis of the workspace's run -> reports/report.html (opens offline).
 
 Other experiments or revisions: tmpretrain report v1.1 v1.2 -o reports/compare.html
 """

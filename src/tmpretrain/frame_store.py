@@ -151,7 +151,7 @@ def split_tracks(track_ids: list[str], val_fraction: float, seed: int, test_frac
 # ------------------------------------------------------------------------------------------- ingest
 
 
-def build_cache(params: DataParams, *, progress: bool = True) -> dict:
+def build_frame_store(params: DataParams, *, progress: bool = True) -> dict:
     """Read the capture tree `params.replays_dir` into a frame store at `params.cache_dir`. Returns the report.
 
     Every choice that shapes the store comes from `params` (the size, the split, `params.include_floats`), so the
@@ -165,7 +165,7 @@ def build_cache(params: DataParams, *, progress: bool = True) -> dict:
     cache_dir = Path(params.cache_dir)
     # Before the lock file is made beside it: a cache_dir of `..` or of the capture tree is refused untouched.
     check_output_dir("data.cache_dir", cache_dir, {"data.replays_dir": root})
-    with cache_lock(cache_dir):
+    with frame_store_lock(cache_dir):
         tmp = cache_dir.with_name(cache_dir.name + ".partial")
         try:
             return _build(params, root, cache_dir, tmp, progress)
@@ -328,7 +328,7 @@ def no_usable_replays(root: Path, skipped: list[dict], shown: int = 20) -> str:
 
 
 @contextlib.contextmanager
-def cache_lock(cache_dir: Path):
+def frame_store_lock(cache_dir: Path):
     """Hold `<cache_dir>.lock` while building (tmpretrain.locks): a second ingest into the same cache stops at once
     with a message naming the holder, whose pid, host and start time are in `<cache_dir>.holder` while it runs."""
     with _write_errors(cache_dir):

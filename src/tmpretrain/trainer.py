@@ -1,4 +1,4 @@
-"""Lightning modules for Level 0 (vision) and Level 1 (behavioral cloning), the epoch logger, and the trainer.
+"""Lightning modules for Level 0 (vision) and Level 1 (behavioral cloning), the epoch selector, and the trainer.
 
 Metrics are accumulated exactly over each epoch (sums and confusion matrices, not means of batch means), logged
 once per epoch with x = epoch through one DVCLive `Live` (why not the stock logger: docs/training.md), and the
@@ -34,7 +34,7 @@ from .windows import MASKED
 
 
 def _optimizer(params, lr: float, weight_decay: float) -> torch.optim.Optimizer:
-    # AdamW only when decay is asked for: plain Adam otherwise, as the seed's runs did.
+    # AdamW only when decay is asked for: plain Adam otherwise, as the original study's runs did.
     if weight_decay > 0:
         return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
     return torch.optim.Adam(params, lr=lr)
@@ -390,7 +390,7 @@ class VisModule(L.LightningModule):
         return _optimizer(self.parameters(), self.params.lr, self.params.weight_decay)
 
 
-# ------------------------------------------------------------------------------------ epoch logger
+# ------------------------------------------------------------------------------------ epoch selector
 
 
 def terminal_output() -> bool:
@@ -424,8 +424,9 @@ class Selected:
         return value < self.value if self.mode == "min" else value > self.value
 
 
-class EpochLogger(Callback):
-    """Logs every epoch's metrics to DVCLive with x = epoch, keeps the selected epoch's weights, and prints one line
+class EpochSelector(Callback):
+    """Chooses the exported epoch: keeps the weights of the epoch that `selection` ranks best so far. Also logs every
+    epoch's metrics to DVCLive with x = epoch and prints one line
     per epoch (the `console` metrics, seconds, `*best` when the epoch is the new selected one). On rank 0 only; the
     summary (metrics.json) gains a `best` block with the `headline` metrics at the end.
 
@@ -562,7 +563,7 @@ def _set_global_rng_states(states: dict) -> None:
 
 class EpochCheckpoint(Checkpoint):
     """After every finished epoch, everything a rerun needs to continue exactly where this run stopped, in one file
-    that `trainer.fit(ckpt_path=...)` resumes from: weights, optimizer, loop counters, EarlyStopping and EpochLogger
+    that `trainer.fit(ckpt_path=...)` resumes from: weights, optimizer, loop counters, EarlyStopping and EpochSelector
     state (Lightning saves callbacks' state_dict), the global RNG states and whether training was told to stop.
 
     A Checkpoint subclass, so that Lightning calls it after EarlyStopping at each epoch end (their state is then
@@ -669,11 +670,11 @@ def build_trainer(
     epochs: int,
     grad_clip: float,
     early: EarlyStoppingParams,
-    logger: EpochLogger,
+    selector: EpochSelector,
     checkpoint: EpochCheckpoint | None = None,
 ) -> L.Trainer:
     bars = terminal_output()
-    callbacks: list[Callback] = [logger]
+    callbacks: list[Callback] = [selector]
     if bars:
         callbacks.append(TQDMProgressBar(leave=False))
     if early.enabled:

@@ -12,13 +12,13 @@ import torch
 
 from conftest import data_params, make_tree
 from tmpretrain.actions import ACTION_NAMES
-from tmpretrain.cache import build_cache
 from tmpretrain.errors import ParamsError
 from tmpretrain.export import load_export
+from tmpretrain.frame_store import build_frame_store
 from tmpretrain.models import encoder_output_dim
 from tmpretrain.params import parse_params
 from tmpretrain.pretrain import run_bc, run_vis
-from tmpretrain.training import inverse_frequency_weights
+from tmpretrain.trainer import inverse_frequency_weights
 
 FAST = {"epochs": 2, "batch_size": 64, "trainer": {"accelerator": "cpu"}}
 
@@ -27,7 +27,7 @@ FAST = {"epochs": 2, "batch_size": 64, "trainer": {"accelerator": "cpu"}}
 def cache(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("data")
     tree = make_tree(root / "replays", n_tracks=3, replays_per_track=2, n_frames=30, size=40)
-    build_cache(data_params(root, tree, image_height=36, image_width=36, include_floats=True), progress=False)
+    build_frame_store(data_params(root, tree, image_height=36, image_width=36, include_floats=True), progress=False)
     return root / "cache"
 
 
@@ -95,7 +95,10 @@ def test_export_is_the_selected_epoch_not_the_last(cache, tmp_path):
     assert result["selected"].epoch == 0 and len(result["history"]) == 3
     _, out_one, _ = bc(cache, tmp_path, "one", epochs=1, selection=select_first)
     assert (out / "encoder.pt").read_bytes() == (out_one / "encoder.pt").read_bytes()
-    _, out_last, _ = bc(cache, tmp_path, "last", epochs=3)
+    # ... and not what three epochs end with (the default rule's choice here, later than epoch 0)
+    last, out_last, _ = bc(cache, tmp_path, "last", epochs=3)
+    assert last["selected"].epoch > 0
+    assert (out / "encoder.pt").read_bytes() != (out_last / "encoder.pt").read_bytes()
     meta = json.loads((out / "pretrain_meta.json").read_text())
     assert meta["selection"] == {
         "metric": "train/loss",
@@ -200,7 +203,7 @@ def test_params_that_cannot_work_fail_before_training(cache, tmp_path, overrides
 
 def test_image_too_small_for_the_encoder(tmp_path):
     tree = make_tree(tmp_path / "replays", n_tracks=2, replays_per_track=1, size=24)
-    build_cache(data_params(tmp_path, tree, image_height=24, image_width=24, val_fraction=0.5), progress=False)
+    build_frame_store(data_params(tmp_path, tree, image_height=24, image_width=24, val_fraction=0.5), progress=False)
     with pytest.raises(ParamsError, match="too small"):
         run_bc(bc_params(), tmp_path / "cache", tmp_path / "m", tmp_path / "r")
 
@@ -241,14 +244,14 @@ def test_test_split_is_scored_once_with_the_exported_weights(tmp_path):
     """The test tracks never reach training, selection or early stopping: they are scored once, with the exported
     epoch's weights, and nested beside train/val in metrics.json. Scoring the val split the same way gives back the
     selected epoch's val metrics exactly, so test and val numbers are the same measurement on other tracks."""
-    from tmpretrain.cache import FrameStore
     from tmpretrain.datamodule import FrameDataModule
+    from tmpretrain.frame_store import FrameStore
     from tmpretrain.pretrain import score_split
-    from tmpretrain.training import BCModule
+    from tmpretrain.trainer import BCModule
     from tmpretrain.windows import build_samples
 
     tree = make_tree(tmp_path / "replays", n_tracks=4, replays_per_track=1, n_frames=30, size=40)
-    build_cache(
+    build_frame_store(
         data_params(tmp_path, tree, image_height=36, image_width=36, val_fraction=0.25, test_fraction=0.25),
         progress=False,
     )
@@ -279,7 +282,7 @@ def test_test_replay_counts_sum_back_to_the_reported_test_metrics(tmp_path):
     from tmpretrain.metrics import classification_summary, offset_label
 
     tree = make_tree(tmp_path / "replays", n_tracks=4, replays_per_track=2, n_frames=30, size=40)
-    build_cache(
+    build_frame_store(
         data_params(tmp_path, tree, image_height=36, image_width=36, val_fraction=0.25, test_fraction=0.25),
         progress=False,
     )

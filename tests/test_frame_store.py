@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from conftest import data_params, make_replay, make_tree
-from tmpretrain.cache import FrameStore, build_cache, split_tracks
 from tmpretrain.capture import read_replay
 from tmpretrain.errors import ParamsError
+from tmpretrain.frame_store import FrameStore, build_frame_store, split_tracks
 
 
 def test_current_and_legacy_manifests_both_ingest(tmp_path):
@@ -20,7 +20,7 @@ def test_current_and_legacy_manifests_both_ingest(tmp_path):
     cur, legacy = read_replay(root / "A01" / "cur.replay"), read_replay(root / "A02" / "legacy.replay")
     assert cur.timeline is not None and legacy.timeline is None
     assert (legacy.frame_actions >= 0).all()  # legacy entries still carry action_idx
-    report = build_cache(data_params(tmp_path, root, val_fraction=0.5), progress=False)
+    report = build_frame_store(data_params(tmp_path, root, val_fraction=0.5), progress=False)
     assert report["label_fallback_replays"] == ["A02/legacy.replay"]
     store = FrameStore.open(tmp_path / "cache")
     assert store.frames.dtype == np.uint8 and store.frames.shape == (24, 16, 16)
@@ -32,7 +32,7 @@ def test_every_frame_extension_decodes_to_the_same_pixels(tmp_path, ext):
     root = tmp_path / "replays"
     make_replay(root / "T0" / "r.replay", ext=ext, size=16, seed=5)
     make_replay(root / "T1" / "r.replay", ext=".png", size=16, seed=5)
-    build_cache(data_params(tmp_path, root), progress=False)
+    build_frame_store(data_params(tmp_path, root), progress=False)
     store = FrameStore.open(tmp_path / "cache")
     a, b = store.frames[:12].astype(int), store.frames[12:].astype(int)
     if ext in (".jpeg", ".jpg"):  # lossy (and these frames are noise, its worst case): close, not equal
@@ -42,7 +42,7 @@ def test_every_frame_extension_decodes_to_the_same_pixels(tmp_path, ext):
 
 
 def test_store_holds_each_frame_once_at_the_configured_size(tmp_path, capture_tree):
-    build_cache(data_params(tmp_path, capture_tree, image_height=12, image_width=20), progress=False)
+    build_frame_store(data_params(tmp_path, capture_tree, image_height=12, image_width=20), progress=False)
     store = FrameStore.open(tmp_path / "cache")
     assert store.frames.shape == (3 * 2 * 12, 12, 20)
     frames_bytes = (tmp_path / "cache" / "frames.npy").stat().st_size
@@ -66,14 +66,14 @@ def test_resize_is_antialiased(tmp_path):
         board = ((np.indices((32, 32)).sum(0) % 2) * 255).astype(np.uint8)
         for f in path.glob("frame_*.png"):
             f.write_bytes(encode_frame(board, ".png"))
-    build_cache(data_params(tmp_path, root, image_height=8, image_width=8), progress=False)
+    build_frame_store(data_params(tmp_path, root, image_height=8, image_width=8), progress=False)
     frames = FrameStore.open(tmp_path / "cache").frames
     assert abs(float(frames.mean()) - 127.5) < 4 and frames.std() < 4
 
 
 def test_split_is_by_track_seeded_and_recorded(tmp_path):
     root = make_tree(tmp_path / "replays", n_tracks=5, replays_per_track=2)
-    build_cache(data_params(tmp_path, root, val_fraction=0.4, test_fraction=0.2, split_seed=3), progress=False)
+    build_frame_store(data_params(tmp_path, root, val_fraction=0.4, test_fraction=0.2, split_seed=3), progress=False)
     store = FrameStore.open(tmp_path / "cache")
     split = store.meta["split"]
     roles = {name: set(split[f"{name}_tracks"]) for name in ("train", "val", "test")}
@@ -90,27 +90,27 @@ def test_split_is_by_track_seeded_and_recorded(tmp_path):
 
 
 def test_content_hash_follows_the_bytes_not_the_file_count(tmp_path, capture_tree):
-    build_cache(data_params(tmp_path, capture_tree), progress=False)
+    build_frame_store(data_params(tmp_path, capture_tree), progress=False)
     first = FrameStore.open(tmp_path / "cache").content_hash
-    build_cache(data_params(tmp_path, capture_tree), progress=False)
+    build_frame_store(data_params(tmp_path, capture_tree), progress=False)
     assert FrameStore.open(tmp_path / "cache").content_hash == first
     frame = sorted(capture_tree.rglob("frame_*.jpeg"))[0]
     data = bytearray(frame.read_bytes())
     data[-10] ^= 0xFF  # same file count, same sizes, different content
     frame.write_bytes(bytes(data))
-    build_cache(data_params(tmp_path, capture_tree), progress=False)
+    build_frame_store(data_params(tmp_path, capture_tree), progress=False)
     assert FrameStore.open(tmp_path / "cache").content_hash != first
 
 
 def test_parallel_ingest_gives_the_same_cache(tmp_path, capture_tree):
-    build_cache(data_params(tmp_path / "a", capture_tree, workers=1), progress=False)
-    build_cache(data_params(tmp_path / "b", capture_tree, workers=2), progress=False)
+    build_frame_store(data_params(tmp_path / "a", capture_tree, workers=1), progress=False)
+    build_frame_store(data_params(tmp_path / "b", capture_tree, workers=2), progress=False)
     a, b = FrameStore.open(tmp_path / "a" / "cache"), FrameStore.open(tmp_path / "b" / "cache")
     assert np.array_equal(a.frames, b.frames) and a.meta == b.meta
 
 
 def test_floats_are_built_from_manifest_meta(tmp_path, capture_tree):
-    build_cache(data_params(tmp_path, capture_tree, include_floats=True), progress=False)
+    build_frame_store(data_params(tmp_path, capture_tree, include_floats=True), progress=False)
     store = FrameStore.open(tmp_path / "cache")
     assert store.floats.shape == (len(store.frames), 184)
     # leaves in sorted key order: position (3 values) then speed
@@ -118,12 +118,12 @@ def test_floats_are_built_from_manifest_meta(tmp_path, capture_tree):
 
 
 def test_include_floats_comes_from_the_params_only(tmp_path, capture_tree):
-    """data.include_floats is the one switch: build_cache takes no argument that could contradict it."""
+    """data.include_floats is the one switch: build_frame_store takes no argument that could contradict it."""
     import inspect
 
-    assert "include_floats" not in inspect.signature(build_cache).parameters
+    assert "include_floats" not in inspect.signature(build_frame_store).parameters
     for on in (False, True):
-        build_cache(data_params(tmp_path / str(on), capture_tree, include_floats=on), progress=False)
+        build_frame_store(data_params(tmp_path / str(on), capture_tree, include_floats=on), progress=False)
         store = FrameStore.open(tmp_path / str(on) / "cache")
         assert (store.floats is not None) is on and store.meta["preprocessing"]["include_floats"] is on
 
@@ -132,7 +132,7 @@ def test_one_track_is_a_clear_error_naming_val_fraction(tmp_path):
     root = tmp_path / "replays"
     make_replay(root / "only" / "r.replay")
     with pytest.raises(ParamsError, match=r"data.val_fraction: .*at least two tracks; .* has 1 usable \(only\)"):
-        build_cache(data_params(tmp_path, root), progress=False)
+        build_frame_store(data_params(tmp_path, root), progress=False)
     assert not (tmp_path / "cache").exists() and not (tmp_path / "cache.partial").exists()
 
 
@@ -172,7 +172,7 @@ def test_integral_floats_are_the_integers_they_claim(tmp_path):
             path.write_text(json.dumps(manifest))
             meta_path = root / "A" / "r.replay" / "metadata.json"
             meta_path.write_text(json.dumps({**json.loads(meta_path.read_text()), "step_ms": 10.0, "width": 24.0}))
-        build_cache(data_params(tmp_path / variant, root, val_fraction=0.5), progress=False)
+        build_frame_store(data_params(tmp_path / variant, root, val_fraction=0.5), progress=False)
     ints, floats = (FrameStore.open(tmp_path / v / "cache") for v in ("ints", "floats"))
     assert floats.meta["n_replays"] == 2
     for name in ("frames", "frame_time_ms", "frame_action", "timelines", "replay_step_ms"):
