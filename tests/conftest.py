@@ -9,7 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tmpretrain.params import DataParams
+from support.setups import small_store
+from tmpretrain.frame_store import build_frame_store
+from tmpretrain.params import DataParams, parse_params
+from tmpretrain.pretrain import run_bc, run_vis
 from tmpretrain.synthetic.trees import write_coded_replay, write_tree
 
 # Tests that start DVC must not report analytics.
@@ -76,3 +79,35 @@ def one_torch_thread():
 
     with one_thread():
         yield
+
+
+# ----------------------------------------------------------------------------- fixtures several modules share
+
+
+@pytest.fixture(scope="module")
+def stage_store(tmp_path_factory) -> Path:
+    """The stage tests' frame store: 4 tracks x 2 replays x 30 frames, 180 train and 60 val samples (one held-out
+    track)."""
+    return small_store(tmp_path_factory.mktemp("data"))
+
+
+@pytest.fixture(scope="module")
+def agent_exports(tmp_path_factory) -> dict[str, Path]:
+    """Real exports at the agent's 64x64: Level 0 (autoencoder, on the agent's normalization and on x / 255), Level 1
+    with an A_head (single frame, and n_stack 2), Level 1 with a Linear head."""
+    root = tmp_path_factory.mktemp("rl_exports")
+    cwd = Path.cwd()
+    os.chdir(root)  # DVCLive looks for a repository from the working directory
+    try:
+        tree = make_tree(root / "replays", n_tracks=3, replays_per_track=1, n_frames=12, size=40)
+        build_frame_store(data_params(root, tree, image_height=64, image_width=64), progress=False)
+        fast = {"epochs": 1, "batch_size": 16, "trainer": {"accelerator": "cpu"}}
+        for name, normalization in (("vis", "iqn"), ("vis_01", "01")):
+            vis = parse_params({"vis": {**fast, "image_normalization": normalization}}).vis
+            run_vis(vis, root / "cache", root / name, root / f"live_{name}")
+        for name, overrides in (("bc", {}), ("bc_stack2", {"n_stack": 2}), ("bc_linear", {"use_actions_head": False})):
+            bc = parse_params({"bc": {**fast, "encoder_init": "none", "use_actions_head": True, **overrides}}).bc
+            run_bc(bc, root / "cache", root / name, root / f"live_{name}")
+    finally:
+        os.chdir(cwd)
+    return {name: root / name for name in ("vis", "vis_01", "bc", "bc_stack2", "bc_linear")}

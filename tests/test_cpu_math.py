@@ -12,8 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from support.setups import stage_command, stage_env, tiny_project
-from test_reliability import STAGE_TIMEOUT, cache  # noqa: F401  (cache: the stage tests' module-scoped store)
+from support.setups import STAGE_TIMEOUT, stage_command, stage_env, tiny_project
 from tmpretrain.cpu_math import _has_avx2
 
 # A conv encoder and the agent's A_head, two epochs: enough arithmetic for kernels and threads to show.
@@ -40,10 +39,10 @@ def _export_bytes(root: Path) -> dict[str, str]:
 
 
 @pytest.mark.skipif(not _has_avx2(), reason="the pinned instruction set is AVX2; this CPU has none")
-def test_a_training_run_gives_the_same_bytes_whatever_the_callers_cpu_environment(cache, tmp_path):  # noqa: F811
+def test_a_training_run_gives_the_same_bytes_whatever_the_callers_cpu_environment(stage_store, tmp_path):
     results = {}
     for name, env in CALLERS.items():
-        root = tiny_project(tmp_path / name.replace(" ", "_"), cache, bc=BC)
+        root = tiny_project(tmp_path / name.replace(" ", "_"), stage_store, bc=BC)
         run = subprocess.run(
             stage_command("pretrain_bc"),
             cwd=root,

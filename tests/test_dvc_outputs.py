@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from support.projects import TINY, dvc, make_project, project_env
 from support.setups import default_signals
-from test_experiments import TINY, dvc, make_project, project_env
 
 pytestmark = pytest.mark.slow
 

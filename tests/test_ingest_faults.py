@@ -177,7 +177,7 @@ def test_hostile_tree_through_the_dvc_stage_at_the_defaults(tmp_path):
     """The done-when check of issue 10: a capture tree with every hostile replay of the corpus mixed into valid
     ones, ingested by `dvc repro ingest` in a throwaway project at the shipped data.workers 2: each hostile replay is
     reported with its path, the store holds exactly the valid frames and labels."""
-    from test_experiments import dvc, make_project
+    from support.projects import dvc, make_project
 
     culprits, must_hold = write_mixed_tree(tmp_path / "captures")
     # The smallest frames validate lets through (the agent's encoder needs 34 x 34).

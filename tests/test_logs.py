@@ -13,8 +13,7 @@ import sys
 import pytest
 
 # The 4-track store of the stage tests (180 train / 60 val samples): a module-scoped fixture, built once per module.
-from support.setups import stage_command, stage_env, tiny_project
-from test_reliability import STAGE_TIMEOUT, cache  # noqa: F401
+from support.setups import STAGE_TIMEOUT, stage_command, stage_env, tiny_project
 
 BC = {
     "encoder_init": "none",
@@ -28,8 +27,8 @@ BC = {
 }
 
 
-def test_a_log_file_has_one_line_per_epoch_and_no_redraws(cache, tmp_path):  # noqa: F811
-    root = tiny_project(tmp_path / "project", cache, bc=BC)
+def test_a_log_file_has_one_line_per_epoch_and_no_redraws(stage_store, tmp_path):
+    root = tiny_project(tmp_path / "project", stage_store, bc=BC)
     log = root / "log.txt"
     with open(log, "w") as out:  # what `python -m tmpretrain.stages.pretrain_bc > log.txt 2>&1` gives
         run = subprocess.run(
@@ -68,14 +67,14 @@ def test_a_log_file_has_one_line_per_epoch_and_no_redraws(cache, tmp_path):  # n
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="pseudo-terminals are POSIX")
-def test_a_terminal_keeps_its_progress_bars(cache, tmp_path):  # noqa: F811
+def test_a_terminal_keeps_its_progress_bars(stage_store, tmp_path):
     import fcntl
     import pty
     import struct
     import termios
 
     root = tiny_project(
-        tmp_path / "project", cache, vis={"epochs": 1, "batch_size": 64, "trainer": {"accelerator": "cpu"}}
+        tmp_path / "project", stage_store, vis={"epochs": 1, "batch_size": 64, "trainer": {"accelerator": "cpu"}}
     )
     parent, child = pty.openpty()
     fcntl.ioctl(child, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 120, 0, 0))  # 0 columns would draw empty bars

@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 
 from support.setups import Unavailable, tmpfs
-from test_reliability import cache  # noqa: F401  (the stage tests' module-scoped frame store)
 from tmpretrain.errors import PretrainError
 from tmpretrain.params import parse_params
 from tmpretrain.pretrain import run_bc
@@ -50,34 +49,34 @@ def _files(root: Path) -> dict[str, str]:
     }
 
 
-def _run(root: Path, cache: Path) -> str:  # noqa: F811
+def _run(root: Path, stage_store: Path) -> str:
     params = parse_params({"bc": BC}).bc
     with pytest.raises(PretrainError) as refused:
-        run_bc(params, cache, root / "models/bc", root / "reports/bc", checkpoint_dir=root / "checkpoints")
+        run_bc(params, stage_store, root / "models/bc", root / "reports/bc", checkpoint_dir=root / "checkpoints")
     return str(refused.value)
 
 
-def test_a_read_only_models_folder_is_refused_before_training(cache, tmp_path):  # noqa: F811
+def test_a_read_only_models_folder_is_refused_before_training(stage_store, tmp_path):
     models = tmp_path / "models"
     if os.geteuid() != 0:
         before = _previous_outputs(tmp_path)
         models.chmod(0o555)
-        message, after = _run(tmp_path, cache), _files(tmp_path)
+        message, after = _run(tmp_path, stage_store), _files(tmp_path)
         models.chmod(0o755)
     else:
         with _tmpfs(models, "1m"):
             before = _previous_outputs(tmp_path)
             subprocess.run(["mount", "-o", "remount,ro", models], check=True)
-            message, after = _run(tmp_path, cache), _files(tmp_path)
+            message, after = _run(tmp_path, stage_store), _files(tmp_path)
     assert message.startswith(f"{models}: cannot write the export there (")
     assert message.endswith("); nothing was changed")
     assert after == before
 
 
-def test_a_full_reports_disk_is_refused_before_training(cache, tmp_path):  # noqa: F811
+def test_a_full_reports_disk_is_refused_before_training(stage_store, tmp_path):
     with _tmpfs(tmp_path / "reports", "64k"):
         before = _previous_outputs(tmp_path)
-        message = _run(tmp_path, cache)
+        message = _run(tmp_path, stage_store)
         assert _files(tmp_path) == before
     assert message.startswith(f"{tmp_path / 'reports'}: not enough disk space: this run's outputs need about 17 MB")
     assert message.endswith("MB free; free some and run again; nothing was changed")

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import shutil
 import signal
@@ -20,7 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from support.setups import STAGE_TIMEOUT, small_store
+from support.setups import STAGE_TIMEOUT, stage_env
 from tmpretrain.export import ExportError, load_export
 
 VIS = {"epochs": 1, "batch_size": 64, "trainer": {"accelerator": "cpu"}}
@@ -33,21 +32,11 @@ BC = {
 }
 
 
-@pytest.fixture(scope="module")
-def cache(tmp_path_factory) -> Path:
-    """4 tracks x 2 replays x 30 frames: 180 train samples, 60 val samples (one held-out track)."""
-    return small_store(tmp_path_factory.mktemp("data"))
-
-
-def _project(root: Path, cache: Path, vis: dict | None = None, bc: dict | None = None) -> Path:
+def _project(root: Path, stage_store: Path, vis: dict | None = None, bc: dict | None = None) -> Path:
     root.mkdir(parents=True, exist_ok=True)
-    params = {"data": {"cache_dir": str(cache)}, "vis": vis or VIS, "bc": bc or BC}
+    params = {"data": {"cache_dir": str(stage_store)}, "vis": vis or VIS, "bc": bc or BC}
     (root / "params.yaml").write_text(yaml.safe_dump(params))
     return root
-
-
-def _env() -> dict:
-    return {**os.environ, "DVC_NO_ANALYTICS": "1", "PYTHONUNBUFFERED": "1"}
 
 
 def _stage(root: Path, name: str) -> subprocess.CompletedProcess:
@@ -57,7 +46,7 @@ def _stage(root: Path, name: str) -> subprocess.CompletedProcess:
         capture_output=True,
         text=True,
         timeout=STAGE_TIMEOUT,
-        env=_env(),
+        env=stage_env(),
     )
     assert run.returncode == 0, f"{name} failed:\n{run.stdout[-3000:]}\n{run.stderr[-3000:]}"
     assert "Traceback" not in run.stderr
@@ -76,9 +65,9 @@ def _outputs(root: Path, stage: str) -> dict[str, dict[str, str]]:
 
 
 @pytest.fixture(scope="module")
-def reference(cache, tmp_path_factory) -> Path:
+def reference(stage_store, tmp_path_factory) -> Path:
     """One uninterrupted run of pretrain_vis then pretrain_bc (encoder_init: vis)."""
-    root = _project(tmp_path_factory.mktemp("reference"), cache)
+    root = _project(tmp_path_factory.mktemp("reference"), stage_store)
     _stage(root, "pretrain_vis")
     _stage(root, "pretrain_bc")
     return root
@@ -94,8 +83,8 @@ def _auto(group: dict) -> dict:
     return group if torch.cuda.is_available() else {**group, "trainer": {"accelerator": "auto"}}
 
 
-def test_same_params_give_bit_identical_metrics_and_weights(reference, cache, tmp_path):
-    again = _project(tmp_path / "again", cache, vis=_auto(VIS), bc=_auto(BC))
+def test_same_params_give_bit_identical_metrics_and_weights(reference, stage_store, tmp_path):
+    again = _project(tmp_path / "again", stage_store, vis=_auto(VIS), bc=_auto(BC))
     _stage(again, "pretrain_vis")
     _stage(again, "pretrain_bc")
     for stage in ("vis", "bc"):
@@ -130,7 +119,7 @@ def _kill_mid_epoch(root: Path) -> str:
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
-        env=_env(),
+        env=stage_env(),
     )
     seen = ""
     deadline = time.monotonic() + STAGE_TIMEOUT
@@ -152,8 +141,10 @@ def _kill_mid_epoch(root: Path) -> str:
     return seen
 
 
-def test_killed_run_keeps_the_previous_export_and_its_rerun_equals_an_uninterrupted_run(reference, cache, tmp_path):
-    root = _project(tmp_path / "killed", cache)
+def test_killed_run_keeps_the_previous_export_and_its_rerun_equals_an_uninterrupted_run(
+    reference, stage_store, tmp_path
+):
+    root = _project(tmp_path / "killed", stage_store)
     shutil.copytree(reference / "models/vis", root / "models/vis")
     shutil.copytree(reference / "reports/vis", root / "reports/vis")
     # An earlier, complete result in place (here: the reference's): a new export replaces it only once complete.
@@ -192,7 +183,7 @@ def _flat(node: dict, prefix: str = "") -> dict[str, float]:
     return out
 
 
-def test_ddp_two_cpu_processes_give_the_metrics_of_one(cache, tmp_path):
+def test_ddp_two_cpu_processes_give_the_metrics_of_one(stage_store, tmp_path):
     """One epoch of BC with strategy ddp, 2 CPU processes (gloo) vs 1 process on the same data. With lr ~ 0 and no
     dropout the weights stay put, so every epoch metric must equal the single-process one: the ranks' batches must
     together cover every train and val sample once and the per-rank sums must be reduced before the ratios.
@@ -210,10 +201,10 @@ def test_ddp_two_cpu_processes_give_the_metrics_of_one(cache, tmp_path):
         "offset_weights": [1.0, 0.5],
         "batch_size": 25,
     }
-    single = _project(tmp_path / "one", cache, bc={**bc, "trainer": {"accelerator": "cpu", "devices": 1}})
+    single = _project(tmp_path / "one", stage_store, bc={**bc, "trainer": {"accelerator": "cpu", "devices": 1}})
     ddp = _project(
         tmp_path / "ddp",
-        cache,
+        stage_store,
         bc={**bc, "trainer": {"accelerator": "cpu", "devices": 2, "num_nodes": 1, "strategy": "ddp"}},
     )
     _stage(single, "pretrain_bc")

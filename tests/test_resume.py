@@ -12,8 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from support.setups import interrupt_after_first_epoch, stage_command, stage_env, tiny_project
-from test_reliability import STAGE_TIMEOUT, cache  # noqa: F401  (cache: the stage tests' module-scoped store)
+from support.setups import STAGE_TIMEOUT, interrupt_after_first_epoch, stage_command, stage_env, tiny_project
 from tmpretrain.frame_store import FrameStore
 from tmpretrain.params import parse_params
 from tmpretrain.pretrain import checkpoint_key, run_bc
@@ -67,11 +66,13 @@ def _interrupt_after_first_epoch(root: Path, stage: str, sig: signal.Signals) ->
     [("pretrain_bc", {"bc": BC}, signal.SIGINT), ("pretrain_vis", {"vis": VIS}, signal.SIGKILL)],
     ids=["bc-ctrl-c", "vis-kill"],
 )
-def test_an_interrupted_run_resumes_and_exports_what_an_uninterrupted_run_does(cache, tmp_path, stage, groups, sig):  # noqa: F811
-    reference = tiny_project(tmp_path / "reference", cache, **groups)
+def test_an_interrupted_run_resumes_and_exports_what_an_uninterrupted_run_does(
+    stage_store, tmp_path, stage, groups, sig
+):
+    reference = tiny_project(tmp_path / "reference", stage_store, **groups)
     _run(reference, stage)
 
-    root = tiny_project(tmp_path / "interrupted", cache, **groups)
+    root = tiny_project(tmp_path / "interrupted", stage_store, **groups)
     err = _interrupt_after_first_epoch(root, stage, sig)
     if sig == signal.SIGINT:
         assert err == (
@@ -91,20 +92,20 @@ def test_an_interrupted_run_resumes_and_exports_what_an_uninterrupted_run_does(c
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
-def test_an_interrupted_run_keeps_the_previous_export_beside_its_own_reports(cache, tmp_path, sig):  # noqa: F811
+def test_an_interrupted_run_keeps_the_previous_export_beside_its_own_reports(stage_store, tmp_path, sig):
     # A finished run, then a run with other params interrupted after its first epoch: one line, the signal's exit
     # status, and models/ and reports/ byte for byte the finished run's (not its export beside new metrics).
-    root = tiny_project(tmp_path / "project", cache, bc=BC)
+    root = tiny_project(tmp_path / "project", stage_store, bc=BC)
     _run(root, "pretrain_bc")
     before = _files(root, "pretrain_bc")
-    tiny_project(root, cache, bc={**BC, "seed": 7})
+    tiny_project(root, stage_store, bc={**BC, "seed": 7})
     err = _interrupt_after_first_epoch(root, "pretrain_bc", sig)
     assert err.startswith(f"pretrain_bc: interrupted by {sig.name}; the previous outputs are kept, epochs 0-0 ")
     assert err.count("\n") == 1, err
     assert _files(root, "pretrain_bc") == before
 
 
-def test_a_checkpoint_of_other_params_is_not_resumed(cache, tmp_path, capsys):  # noqa: F811
+def test_a_checkpoint_of_other_params_is_not_resumed(stage_store, tmp_path, capsys):
     # An interrupted run with another seed left its checkpoint: this run must start afresh and export its own
     # epochs, and a finished run leaves no checkpoint behind.
     directory = tmp_path / "checkpoints" / "pretrain_bc"
@@ -112,7 +113,7 @@ def test_a_checkpoint_of_other_params_is_not_resumed(cache, tmp_path, capsys):  
     (directory / "key").write_text("a run with other params")
     (directory / "last.ckpt").write_bytes(b"not loadable: resuming it would fail")
     params = parse_params({"bc": {**BC, "early_stopping": {"enabled": False}, "epochs": 2}}).bc
-    result = run_bc(params, cache, tmp_path / "models", tmp_path / "reports", checkpoint_dir=directory)
+    result = run_bc(params, stage_store, tmp_path / "models", tmp_path / "reports", checkpoint_dir=directory)
     assert len(result["history"]) == 2
     out = capsys.readouterr().out
     assert "holds an interrupted run with other params, data or code; starting afresh" in out
@@ -120,16 +121,16 @@ def test_a_checkpoint_of_other_params_is_not_resumed(cache, tmp_path, capsys):  
     assert not directory.exists()
 
 
-def test_a_damaged_checkpoint_is_set_aside_and_the_run_starts_over(cache, tmp_path, capsys):  # noqa: F811
+def test_a_damaged_checkpoint_is_set_aside_and_the_run_starts_over(stage_store, tmp_path, capsys):
     # A checkpoint of this very run, cut short (a full disk, a copy that stopped): resuming it failed on every
     # rerun until someone deleted .tmpretrain/checkpoints by hand.
     params = parse_params({"bc": {**BC, "early_stopping": {"enabled": False}, "epochs": 2}}).bc
     directory = tmp_path / "checkpoints" / "pretrain_bc"
     directory.mkdir(parents=True)
-    (directory / "key").write_text(checkpoint_key(params, FrameStore.open(cache)))
+    (directory / "key").write_text(checkpoint_key(params, FrameStore.open(stage_store)))
     damaged = b"PK\x03\x04 the first bytes of a zip archive, then nothing"
     (directory / "last.ckpt").write_bytes(damaged)
-    result = run_bc(params, cache, tmp_path / "models", tmp_path / "reports", checkpoint_dir=directory)
+    result = run_bc(params, stage_store, tmp_path / "models", tmp_path / "reports", checkpoint_dir=directory)
     assert len(result["history"]) == 2  # from epoch 0
     err = capsys.readouterr().err
     aside = directory.with_name("pretrain_bc.damaged.ckpt")

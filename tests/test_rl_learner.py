@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 
+from tmpretrain.cli import main
 from tmpretrain.params import Params, parse_params
-from tmpretrain.rl.__main__ import main
 from tmpretrain.rl.learner import Learner, RLConfig, schedule_value
 from tmpretrain.rl.network import IQNNetwork
 from tmpretrain.rl.replay import Batch
@@ -146,7 +146,7 @@ def test_config_is_frozen_and_checked():
 
 
 def test_bench_prints_json(capsys):
-    assert main(["--bench", "--batch-size", "8", "--updates", "2", "--envs", "2", "--steps", "2"]) == 0
+    assert main(["bench", "rl", "--batch-size", "8", "--updates", "2", "--envs", "2", "--steps", "2"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["env_steps_per_cpu_s_1_envs"] > 0 and result["env_steps_per_cpu_s_2_envs"] > 0
     assert result["batch_size"] == 8 and result["torch_threads"] == 1 and result["updates_per_cpu_s"] > 0

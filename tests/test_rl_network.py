@@ -3,20 +3,13 @@ which then computes the same Q values; it starts from real Level 0 / Level 1 exp
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import pytest
 import torch
 
-from conftest import data_params, make_tree
 from iqn_reference import IQNNetwork as ReferenceIQN
 from iqn_reference import agent_input
 from tmpretrain.errors import ExportError
 from tmpretrain.export import ACTIONS_HEAD_FILE, ENCODER_FILE, load_export
-from tmpretrain.frame_store import build_frame_store
-from tmpretrain.params import parse_params
-from tmpretrain.pretrain import run_bc, run_vis
 from tmpretrain.rl.network import IQNNetwork, init_from_export, obs_to_img, sample_taus
 
 
@@ -55,29 +48,7 @@ def test_init_is_linesights_orthogonal_with_zero_biases():
     assert all((m.bias == 0).all() for m in (net.img_head[0], net.iqn_fc[0], net.V_head[0]))
 
 
-# ------------------------------------------------------------------------------------------- init from exports
-
-
-@pytest.fixture(scope="module")
-def exports(tmp_path_factory) -> dict[str, Path]:
-    """Real exports at the agent's 64x64: Level 0 (autoencoder, on the agent's normalization and on x / 255), Level 1
-    with an A_head (single frame, and n_stack 2), Level 1 with a Linear head."""
-    root = tmp_path_factory.mktemp("rl_exports")
-    cwd = Path.cwd()
-    os.chdir(root)  # DVCLive looks for a repository from the working directory
-    try:
-        tree = make_tree(root / "replays", n_tracks=3, replays_per_track=1, n_frames=12, size=40)
-        build_frame_store(data_params(root, tree, image_height=64, image_width=64), progress=False)
-        fast = {"epochs": 1, "batch_size": 16, "trainer": {"accelerator": "cpu"}}
-        for name, normalization in (("vis", "iqn"), ("vis_01", "01")):
-            vis = parse_params({"vis": {**fast, "image_normalization": normalization}}).vis
-            run_vis(vis, root / "cache", root / name, root / f"live_{name}")
-        for name, overrides in (("bc", {}), ("bc_stack2", {"n_stack": 2}), ("bc_linear", {"use_actions_head": False})):
-            bc = parse_params({"bc": {**fast, "encoder_init": "none", "use_actions_head": True, **overrides}}).bc
-            run_bc(bc, root / "cache", root / name, root / f"live_{name}")
-    finally:
-        os.chdir(cwd)
-    return {name: root / name for name in ("vis", "vis_01", "bc", "bc_stack2", "bc_linear")}
+# ------------------------------------------------------------------------------------------- init from agent_exports
 
 
 def _same(module: torch.nn.Module, state: dict[str, torch.Tensor]) -> bool:
@@ -93,12 +64,12 @@ def test_scratch_loads_nothing():
 
 
 @pytest.mark.parametrize("arm", ["vis", "bc"])
-def test_init_from_a_real_export(exports, arm):
+def test_init_from_a_real_export(agent_exports, arm):
     torch.manual_seed(0)
     net = IQNNetwork((64, 64))
     fresh = {k: v.clone() for k, v in net.state_dict().items()}
-    loaded = init_from_export(net, arm, exports[arm])
-    _, states = load_export(exports[arm])
+    loaded = init_from_export(net, arm, agent_exports[arm])
+    _, states = load_export(agent_exports[arm])
     assert loaded == ([ENCODER_FILE, ACTIONS_HEAD_FILE] if arm == "bc" else [ENCODER_FILE])
     assert _same(net.img_head, states[ENCODER_FILE]) and not _same(net.img_head, _prefixed(fresh, "img_head."))
     head = states[ACTIONS_HEAD_FILE] if arm == "bc" else _prefixed(fresh, "A_head.")
@@ -113,21 +84,21 @@ def _prefixed(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Te
     return {k.removeprefix(prefix): v for k, v in state.items() if k.startswith(prefix)}
 
 
-def test_init_refuses_what_does_not_fit(exports):
+def test_init_refuses_what_does_not_fit(agent_exports):
     net = IQNNetwork((64, 64))
     with pytest.raises(ExportError, match=r"needs actions_head\.pt"):
-        init_from_export(net, "bc", exports["bc_linear"])  # a Linear-head BC run: no A_head to transfer
+        init_from_export(net, "bc", agent_exports["bc_linear"])  # a Linear-head BC run: no A_head to transfer
     with pytest.raises(ExportError, match="wants a Level 0 export"):
-        init_from_export(net, "vis", exports["bc"])
+        init_from_export(net, "vis", agent_exports["bc"])
     with pytest.raises(ExportError, match="wants a Level 1 export"):
-        init_from_export(net, "bc", exports["vis"])
+        init_from_export(net, "bc", agent_exports["vis"])
     with pytest.raises(ExportError, match="exported for 64x64 frames"):
-        init_from_export(IQNNetwork((120, 160)), "vis", exports["vis"])
+        init_from_export(IQNNetwork((120, 160)), "vis", agent_exports["vis"])
     with pytest.raises(ExportError, match="trained on '01' normalized frames"):
-        init_from_export(net, "vis", exports["vis_01"])
+        init_from_export(net, "vis", agent_exports["vis_01"])
     with pytest.raises(ExportError, match="n_stack 2"):
-        init_from_export(net, "bc", exports["bc_stack2"])
+        init_from_export(net, "bc", agent_exports["bc_stack2"])
     with pytest.raises(ExportError, match="not found"):
-        init_from_export(net, "vis", exports["vis"].parent / "nowhere")
+        init_from_export(net, "vis", agent_exports["vis"].parent / "nowhere")
     with pytest.raises(ValueError, match="unknown rl init arm"):
-        init_from_export(net, "whole", exports["bc"])
+        init_from_export(net, "whole", agent_exports["bc"])

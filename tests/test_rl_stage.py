@@ -1,5 +1,5 @@
 """The `rl` stage end to end on tiny params, as `dvc repro` runs it: `python -m tmpretrain.stages.rl` in a project
-directory with real exports. Its outputs (metrics with intervals, curves, weights the agent loads strictly), the
+directory with real agent_exports. Its outputs (metrics with intervals, curves, weights the agent loads strictly), the
 same bytes for the same params whatever the worker count, and a killed run that continues from its finished runs.
 """
 
@@ -18,8 +18,7 @@ import torch
 import yaml
 
 from iqn_reference import IQNNetwork as ReferenceIQN
-from test_reliability import STAGE_TIMEOUT, _env
-from test_rl_network import exports  # noqa: F401  (real Level 0 / Level 1 exports at 64x64, built once)
+from support.setups import STAGE_TIMEOUT, stage_env
 
 ARMS = ["scratch", "vis", "bc", "bc_dqfd"]
 # 2 s episodes of 100 ms decisions, 2 training envs in lockstep, evaluations at 0, 30 and 60 env steps on 1 track.
@@ -41,8 +40,8 @@ EVAL = {"time_limit_s": 2.0}
 OUTPUTS = ("models/rl", "reports/rl")
 
 
-def project(root: Path, exports: dict[str, Path], **rl) -> Path:  # noqa: F811
-    """A project directory over the exports' cache, with their models/vis and models/bc."""
+def project(root: Path, exports: dict[str, Path], **rl) -> Path:
+    """A project directory over the exports' frame store, with their models/vis and models/bc."""
     root.mkdir(parents=True)
     for level in ("vis", "bc"):
         shutil.copytree(exports[level], root / "models" / level)
@@ -58,7 +57,7 @@ def stage(root: Path) -> str:
         capture_output=True,
         text=True,
         timeout=STAGE_TIMEOUT,
-        env=_env(),
+        env=stage_env(),
     )
     assert run.returncode == 0, f"rl failed:\n{run.stdout[-3000:]}\n{run.stderr[-3000:]}"
     assert "Traceback" not in run.stderr
@@ -75,8 +74,8 @@ def tree(root: Path) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def reference(exports, tmp_path_factory) -> tuple[Path, str]:  # noqa: F811
-    root = project(tmp_path_factory.mktemp("rl") / "reference", exports)
+def reference(agent_exports, tmp_path_factory) -> tuple[Path, str]:
+    root = project(tmp_path_factory.mktemp("rl") / "reference", agent_exports)
     return root, stage(root)
 
 
@@ -119,23 +118,23 @@ def test_saved_weights_load_strictly_into_the_agents_network(reference):
         ReferenceIQN(64, 64, 128).load_state_dict(torch.load(root / "models/rl" / name), strict=True)
 
 
-def test_same_params_give_the_same_bytes_with_two_workers(reference, exports, tmp_path):  # noqa: F811
+def test_same_params_give_the_same_bytes_with_two_workers(reference, agent_exports, tmp_path):
     root, _ = reference
-    again = project(tmp_path / "again", exports, workers=2)
+    again = project(tmp_path / "again", agent_exports, workers=2)
     stage(again)
     assert tree(again) == tree(root)
 
 
-def test_a_killed_stage_continues_from_its_finished_runs(reference, exports, tmp_path):  # noqa: F811
+def test_a_killed_stage_continues_from_its_finished_runs(reference, agent_exports, tmp_path):
     root, _ = reference
-    killed = project(tmp_path / "killed", exports)
+    killed = project(tmp_path / "killed", agent_exports)
     proc = subprocess.Popen(
         [sys.executable, "-m", "tmpretrain.stages.rl"],
         cwd=killed,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
-        env=_env(),
+        env=stage_env(),
     )
     try:
         for line in proc.stdout:  # the second run starting: the first one is checkpointed
@@ -155,10 +154,12 @@ def test_a_killed_stage_continues_from_its_finished_runs(reference, exports, tmp
     assert tree(killed) == tree(root)
 
 
-def test_an_export_that_cannot_seed_the_agent_skips_its_arms_and_says_why(exports, tmp_path):  # noqa: F811
+def test_an_export_that_cannot_seed_the_agent_skips_its_arms_and_says_why(agent_exports, tmp_path):
     """A Linear-head BC run has no A_head to transfer: the bc arms are skipped with the reason, the others run (as
     evaluate skips a policy it cannot rebuild), so every preset's pipeline still completes."""
-    root = project(tmp_path / "linear", {**exports, "bc": exports["bc_linear"]}, arms=["scratch", "bc"], seeds=[0])
+    root = project(
+        tmp_path / "linear", {**agent_exports, "bc": agent_exports["bc_linear"]}, arms=["scratch", "bc"], seeds=[0]
+    )
     out = stage(root)
     metrics = json.loads((root / "reports" / "rl" / "metrics.json").read_text())
     assert list(metrics["arms"]) == ["scratch"] and list(metrics["skipped"]) == ["bc"]

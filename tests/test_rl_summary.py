@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from test_experiments import ROOT, _exp_show
+from support.projects import ROOT, fake_exp_show
 from tmpretrain.experiments import RL_METRICS, comparison_table, experiment_rows, format_table
 from tmpretrain.params import RL_ARMS
 from tmpretrain.rl.arms import ARMS
@@ -69,7 +69,7 @@ def test_the_experiments_table_has_a_downstream_rl_column():
     runs = {"scratch": FLAT, "bc": RISING, "bc_dqfd": RISING}
     rl = summarize({arm: [{"evaluations": evaluations}] for arm, evaluations in runs.items()}, 300)
     base = yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))
-    show = _exp_show({"a": base}, {RL_METRICS: rl})
+    show = fake_exp_show({"a": base}, {RL_METRICS: rl})
     df, short = comparison_table(experiment_rows(show), ["a"])
     assert df.loc["a", "rl/bc_minus_scratch/auc_progress"] == rl["vs_scratch"]["bc"]["auc_progress"] > 0
     assert "rl bc-scratch" in format_table(df, short)

@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from test_experiments import PRESETS, dvc, make_project, project_env
+from support.projects import PRESETS, dvc, make_project, project_env
 from tmpretrain.experiments import check_overrides, experiment_rows, load_presets, resolve, runnable
 from tmpretrain.experiments.results import base_preset
 from tmpretrain.experiments.study import REPEAT_NAME, pending, repeat_name, study_overrides

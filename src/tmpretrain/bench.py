@@ -1,4 +1,4 @@
-"""Performance benchmark of the data path and training loop: `python -m tmpretrain.bench [--quick] [--out PATH]`.
+"""Performance benchmark of the data path and training loop: `tmpretrain bench [--quick] [--out PATH]`.
 
 Measures on the current machine, on a tree it writes itself (tmpretrain.synthetic.trees) or on a capture tree given
 with --replays:
@@ -653,7 +653,7 @@ def run(args: argparse.Namespace) -> dict:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(prog="python -m tmpretrain.bench", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="tmpretrain bench", description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="CI-sized run (well under a minute on 2 cores)")
     ap.add_argument("--out", default="bench/results.json", help="JSON output path (default bench/results.json)")
     ap.add_argument("--replays", help="ingest this capture tree instead of generating one")
@@ -684,7 +684,3 @@ def main(argv: list[str] | None = None) -> dict | None:
     print(format_table(result))
     print(f"\n{result['total_seconds']:.0f} s; written to {out}")
     return result
-
-
-if __name__ == "__main__":
-    main()

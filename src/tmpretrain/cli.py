@@ -11,12 +11,12 @@
     tmpretrain compare NAME|FAMILY...           table, plots and report of a family or of experiments
     tmpretrain study [NAME...] [--seeds 4]      queue every preset at several training seeds, resumable
     tmpretrain results [--from results.json]    docs/experiments/results.md from the presets' experiments
-    tmpretrain bench [--quick ...]              the performance benchmark
+    tmpretrain bench [--quick ...]              the performance benchmark (bench eval: simulator; bench rl: learner)
     tmpretrain faults [--update DOC ...]        the fault table of docs/reliability.md (needs the source checkout)
-    tmpretrain check [params.yaml]              validate params without running anything
+    tmpretrain check [params.yaml]              validate params without running anything (--markdown: the reference)
     tmpretrain export inspect DIR               what an export holds, which offset and epoch, how to load it
 
-`python -m tmpretrain.experiments` and `python -m tmpretrain.reports` take the same subcommands (theirs only).
+One way in: these subcommands, plus the DVC stages (`python -m tmpretrain.stages.<stage>`, which dvc.yaml runs).
 """
 
 from __future__ import annotations
@@ -154,9 +154,18 @@ def _report(args, extra) -> int:
 
 
 def _bench(args, extra) -> int:
-    from .bench import main as bench_main
+    argv = [*args.bench_args, *extra]
+    if argv[:1] == ["eval"]:
+        from .evaluate import bench_main
 
-    bench_main([*args.bench_args, *extra])
+        return bench_main(argv[1:])
+    if argv[:1] == ["rl"]:
+        from .rl.bench import main as rl_bench
+
+        return rl_bench(argv[1:])
+    from .bench import main as pipeline_bench
+
+    pipeline_bench(argv)
     return 0
 
 
@@ -191,9 +200,11 @@ def _faults(args, extra) -> int:
 
 
 def _check(args, extra) -> int:
-    from .params import load_params
-    from .stages.validate import check_pipeline_params
+    from .params import check_pipeline_params, load_params, markdown_reference
 
+    if args.markdown:
+        sys.stdout.write(markdown_reference())
+        return 0
     params = load_params(args.params)
     check_pipeline_params(params)
     print(
@@ -352,7 +363,12 @@ def _add_results(sub):
 
 
 def _add_bench(sub):
-    p = sub.add_parser("bench", add_help=False, help="the performance benchmark (tmpretrain bench --help)")
+    p = sub.add_parser(
+        "bench",
+        add_help=False,
+        help="benchmarks: data path and training (tmpretrain bench --help), the simulator and policy (bench eval), "
+        "the RL learner (bench rl)",
+    )
     p.add_argument("bench_args", nargs=argparse.REMAINDER)
     return p
 
@@ -368,6 +384,7 @@ def _add_faults(sub):
 def _add_check(sub):
     p = sub.add_parser("check", help="validate params.yaml without running anything")
     p.add_argument("params", nargs="?", default="params.yaml")
+    p.add_argument("--markdown", action="store_true", help="print the params reference instead (docs/params.md)")
     return p
 
 

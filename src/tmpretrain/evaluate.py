@@ -18,7 +18,7 @@ clean_completion_rate, progress, lap_time_ratio, offroad_fraction, mean_speed, e
 `<name>_low` / `<name>_high`: stats.py), tracks.json (one row per episode), action_mix.json (the policy's decisions
 against the expert's) and media/ (rollout video, path data for the maps).
 
-    python -m tmpretrain.evaluate --bench [--model-dir models/bc]   # decisions/s for 1 and 32 envs on this machine
+    tmpretrain bench eval [--model-dir models/bc]   # decisions/s for 1 and 32 envs on this machine
 """
 
 from __future__ import annotations
@@ -594,17 +594,10 @@ def bench(model_dir: Path | None = None, decisions: int = 300, batch: int = 32, 
     return out
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m tmpretrain.evaluate", description=__doc__.splitlines()[0])
-    ap.add_argument("--bench", action="store_true", help="print env, render and policy costs on this machine (JSON)")
+def bench_main(argv: list[str] | None = None) -> int:
+    """`tmpretrain bench eval [--model-dir models/bc]`: env, render and policy costs on this machine as JSON."""
+    ap = argparse.ArgumentParser(prog="tmpretrain bench eval", description=bench_main.__doc__.split(": ", 1)[1])
     ap.add_argument("--model-dir", type=Path, default=None, help="an export directory to time the policy of")
     args = ap.parse_args(argv)
-    if not args.bench:
-        ap.print_help()
-        return 2
     print(json.dumps(bench(args.model_dir), indent=2))
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -69,7 +69,8 @@ def stage_command(stage: str) -> list[str]:
 
 
 def stage_env() -> dict:
-    return {**os.environ, "DVC_NO_ANALYTICS": "1"}
+    """A stage's environment: no DVC analytics, output unbuffered (a test reads it line by line while it runs)."""
+    return {**os.environ, "DVC_NO_ANALYTICS": "1", "PYTHONUNBUFFERED": "1"}
 
 
 def default_signals() -> None:

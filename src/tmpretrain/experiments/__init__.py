@@ -1,7 +1,7 @@
 """The original study's runs as named DVC experiments (presets.yaml -> `dvc exp run`), and the table that compares them.
 
     tmpretrain list | show v1.2 | run v1.2 [-S k=v ...] | queue a-head | table [NAMES] [--csv|--md] | compare FAMILY
-    (python -m tmpretrain.experiments ... takes the same subcommands; `tmpretrain --help` lists them all)
+    (`tmpretrain --help` lists them all)
 
 Nothing here trains or stores anything: DVC runs the pipeline and keeps every experiment (docs/experiments.md).
 """
@@ -128,7 +128,7 @@ def check_overrides(overrides: list[str], params_file: Path = PARAMS_FILE) -> di
     from dvc.exceptions import InvalidArgumentError
     from dvc.utils.hydra import apply_overrides
 
-    from ..stages.validate import check_pipeline_params
+    from ..params import check_pipeline_params
 
     ours = [o.split(":", 1)[1] if o.startswith(f"{params_file}:") else o for o in overrides]
     ours = [o for o in ours if ":" not in o.partition("=")[0]]  # `-S other.yaml:key=value`: not params.yaml's

@@ -2,7 +2,6 @@
 
     tmpretrain report [REV ...] [-o reports/compare.html] [--interval 5] [--best val/loss:min]
     tmpretrain plots [REV ...] [-o reports/plots] [--format html|svg|png]
-    (or python -m tmpretrain.reports report|plots ...)
 
 REV is `workspace` (the default), an experiment name (`dvc exp show`), a branch, a tag or a commit. Everything is
 read through DVC at that revision (runs.py): params.yaml, reports/bc/metrics.json (the numbers `dvc exp show`

@@ -4,5 +4,5 @@ network: the agent's IQN network (the contract's layout and keys) and its init f
 bc); loss: the quantile Huber loss, n-step TD targets, DQfD's large-margin term; replay: n-step transitions and a
 uniform uint8 replay buffer with demonstrations mixed into batches; learner: RLConfig, the update step, the target
 network, exploration; loop: a minimal single-env training loop; demos: the scripted driver's transitions as
-demonstrations; bench: learner updates per second (`python -m tmpretrain.rl --bench`). See docs/rl.md.
+demonstrations; bench: learner updates per second (`tmpretrain bench rl`). See docs/rl.md.
 """

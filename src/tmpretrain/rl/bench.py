@@ -3,6 +3,8 @@ env steps per CPU second of the training loop's acting (envs stepped in lockstep
 
 from __future__ import annotations
 
+import argparse
+import json
 import time
 
 import gymnasium as gym
@@ -95,3 +97,21 @@ def bench_acting(n_envs: int = 4, lockstep_steps: int = 50, threads: int = 1, se
         envs.close()
         torch.set_num_threads(previous_threads)
     return {f"env_steps_per_cpu_s_{n_envs}_envs": round(n_envs * lockstep_steps / seconds, 1)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`tmpretrain bench rl [--batch-size 32 --updates 20 --envs 4 --threads 1]`: env steps and learner updates per
+    CPU second on this machine, as JSON."""
+    parser = argparse.ArgumentParser(prog="tmpretrain bench rl", description=main.__doc__.split(": ", 1)[1])
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--envs", type=int, default=4, help="training envs in lockstep (rl.train_tracks)")
+    parser.add_argument("--steps", type=int, default=50, help="timed lockstep steps of acting")
+    parser.add_argument("--updates", type=int, default=20, help="timed updates (after 3 untimed ones)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (one per process on a shared CPU)")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    result = bench_learner(args.batch_size, args.updates, threads=args.threads, seed=args.seed)
+    for n_envs in sorted({1, args.envs}):
+        result |= bench_acting(n_envs, args.steps, threads=args.threads, seed=args.seed)
+    print(json.dumps(result, indent=2))
+    return 0

@@ -6,9 +6,9 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from ..errors import stage_entry
 from ..evaluate import evaluate, setup_from_params, summary_lines, write_outputs
 from ..params import load_params
+from . import stage_entry
 
 MODEL_DIR = Path("models/bc")
 OUT_DIR = Path("reports/eval")

@@ -6,9 +6,9 @@ import signal
 import sys
 import time
 
-from ..errors import stage_entry
 from ..frame_store import build_frame_store
 from ..params import load_params
+from . import stage_entry
 
 
 @stage_entry

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..errors import stage_entry
 from ..params import load_params
 from ..pretrain import CHECKPOINT_ROOT, print_export_summary, run_bc
+from . import stage_entry
 
 MODEL_DIR = Path("models/bc")
 LIVE_DIR = Path("reports/bc")

@@ -8,8 +8,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ..errors import stage_entry
 from ..reports import WORKSPACE, write_report
+from . import stage_entry
 
 OUT = Path("reports/report.html")
 EVAL_DIR = Path("reports/eval")

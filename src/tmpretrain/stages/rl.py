@@ -7,10 +7,10 @@ import dataclasses
 import time
 from pathlib import Path
 
-from ..errors import stage_entry
 from ..evaluate import setup_from_params
 from ..params import load_params
 from ..rl.study import OUT_DIR, run_study, summary_lines
+from . import stage_entry
 
 
 @stage_entry

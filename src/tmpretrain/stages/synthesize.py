@@ -12,10 +12,10 @@ import json
 import time
 from pathlib import Path
 
-from ..errors import stage_entry
 from ..params import as_dict, load_params
 from ..paths import clear_output_dir
 from ..synthetic import generate_dataset
+from . import stage_entry
 
 REPORT_DIR = Path("reports/synthesize")
 

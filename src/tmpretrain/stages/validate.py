@@ -13,19 +13,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..errors import stage_entry
-from ..params import GROUPS, PARAMS_FILE, Params, check_frames_fit_the_encoder, load_params
-from ..paths import check_output_params
+from ..params import GROUPS, PARAMS_FILE, check_pipeline_params, load_params
+from . import stage_entry
 
 OUT = Path("data/params.validated")
 CONTENT = "params.yaml passed `python -m tmpretrain.stages.validate` (docs/params.md)\n"
-
-
-def check_pipeline_params(params: Params) -> None:
-    """Beyond the schema: what the pipeline's code needs (frames the encoder takes, a capture tree that exists or
-    that synthesize makes) and output folders a stage may replace (tmpretrain.paths)."""
-    check_frames_fit_the_encoder(params.data)
-    check_output_params(params)
 
 
 @stage_entry
