@@ -24,7 +24,7 @@ from PIL import Image, UnidentifiedImageError
 
 from .actions import N_ACTIONS, action_inputs
 from .errors import DataError
-from .files import read_capped
+from .files import read_capped, write_json
 from .files import shown as _show
 
 FRAME_EXTENSIONS = (".jpeg", ".jpg", ".png", ".bmp", ".npy")
@@ -625,11 +625,5 @@ def write_replay(
         "tmi_script_used": False,
         **(metadata_extra or {}),
     }
-    _write_json(replay_dir / "manifest.json", manifest)
-    _write_json(replay_dir / "metadata.json", metadata)
-
-
-def _write_json(path: Path, obj) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    write_json(replay_dir / "manifest.json", manifest)
+    write_json(replay_dir / "metadata.json", metadata)

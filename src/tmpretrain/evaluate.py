@@ -51,6 +51,7 @@ from .export import (
     STACK_FUSION_FILE,
     load_export,
 )
+from .files import write_json
 from .models import BCModel, normalize
 from .stats import clustered_rate, format_interval, hierarchical_bootstrap, nanmean_or_nan
 from .synthetic.env import CLEAN_OFFROAD_FRACTION, ENTRY_POINT
@@ -509,14 +510,10 @@ def write_outputs(result: dict, setup: EvalSetup, out_dir: Path) -> None:
     out_dir = Path(out_dir)
     shutil.rmtree(out_dir / MEDIA_DIR, ignore_errors=True)  # stale media must never ride along
     out_dir.mkdir(parents=True, exist_ok=True)
-    _write_json(out_dir / METRICS_FILE, result["metrics"])
-    _write_json(out_dir / TRACKS_FILE, {"note": result["policy_note"], "rows": result["tracks"]})
-    _write_json(out_dir / ACTION_MIX_FILE, result["action_mix"])
+    write_json(out_dir / METRICS_FILE, result["metrics"])
+    write_json(out_dir / TRACKS_FILE, {"note": result["policy_note"], "rows": result["tracks"]})
+    write_json(out_dir / ACTION_MIX_FILE, result["action_mix"])
     write_media(result, setup, out_dir / MEDIA_DIR)
-
-
-def _write_json(path: Path, obj) -> None:
-    path.write_text(json.dumps(obj, indent=2) + "\n", encoding="utf-8")
 
 
 def summary_lines(result: dict) -> list[str]:

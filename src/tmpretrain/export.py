@@ -25,7 +25,7 @@ from torch import nn
 
 from .actions import N_ACTIONS, action_table
 from .errors import ExportError
-from .files import NotReadable, read_capped
+from .files import NotReadable, read_capped, sha256_file
 from .models import (
     FLOAT_FEATURE_DIM,
     FLOAT_INPUT_DIM,
@@ -215,14 +215,6 @@ def head_index(offsets_ms: list[int], export_offset_ms: int) -> int:
 
 
 # ------------------------------------------------------------------------------------------- hashes, meta
-
-
-def sha256_file(path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def arch_hash(module: nn.Module | Mapping) -> str:

@@ -2,12 +2,15 @@
 each is opened once, must be a regular file and is read up to a cap, so that a FIFO, a link to /dev/zero or a
 file of gigabytes is one clear error instead of a hang or a MemoryError. Values from such files in messages are
 shown bounded (`shown`). And, before a long run writes, whether a folder takes a write at all (`free_for_writing`).
+Writing: `write_json` (every JSON the package writes, replaced atomically) and `sha256_file`.
 
 Imports the standard library only: `validate` reads params.yaml with it.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import reprlib
 import shutil
@@ -58,3 +61,22 @@ def free_for_writing(folder) -> int:
     Path(folder).mkdir(parents=True, exist_ok=True)
     os.rmdir(tempfile.mkdtemp(prefix=".write-probe-", dir=folder))
     return shutil.disk_usage(folder).free
+
+
+def write_json(path, obj) -> None:
+    """`obj` as indented JSON with a final newline, written aside and moved in place: a reader (or a crash) never
+    sees half a file. Creates the parent folder."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def sha256_file(path) -> str:
+    """Hex sha256 of a file's bytes, read in 1 MiB chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()

@@ -38,7 +38,7 @@ from tqdm import tqdm
 
 from .capture import MAX_JSON_BYTES, Replay, discover_replays, read_frame_bytes, read_replay
 from .errors import DataError, ParamsError
-from .files import read_capped
+from .files import read_capped, sha256_file, write_json
 from .files import shown as _show
 from .locks import Busy, acquire, release
 from .params import DataParams
@@ -56,10 +56,6 @@ SPLITS = ("train", "val", "test")
 class DecodedReplay:
     frames: np.ndarray  # uint8 (n, H, W) at the cache resolution
     file_hashes: list[tuple[str, str]]  # (path relative to the tree root, sha256) of every file read
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def _declared_shape(replay: Replay) -> tuple[int, int] | None:
@@ -246,7 +242,7 @@ def _build(params: DataParams, root: Path, cache_dir: Path, tmp: Path, progress:
     for r in kept:
         for name in ("manifest.json", "metadata.json"):
             if (r.path / name).is_file():
-                file_hashes.append(((r.path / name).relative_to(root).as_posix(), _sha256(r.path / name)))
+                file_hashes.append(((r.path / name).relative_to(root).as_posix(), sha256_file(r.path / name)))
     # surrogateescape: a file name that is not UTF-8 hashes as its bytes on disk
     listing = "\n".join(f"{p}\t{s}" for p, s in sorted(file_hashes))
     content_hash = hashlib.sha256(listing.encode("utf-8", "surrogateescape")).hexdigest()
@@ -290,8 +286,8 @@ def _build(params: DataParams, root: Path, cache_dir: Path, tmp: Path, progress:
         np.save(tmp / "timelines.npy", timelines)
         if include_floats:
             np.save(tmp / "floats.npy", np.concatenate(kept_floats))
-        _write_json(tmp / "ingest_report.json", report)
-        _write_json(tmp / "cache_meta.json", meta)  # last: its presence marks a complete cache
+        write_json(tmp / "ingest_report.json", report)
+        write_json(tmp / "cache_meta.json", meta)  # last: its presence marks a complete cache
     try:
         replace_output_dir("data.cache_dir", cache_dir, tmp, others={"data.replays_dir": root})
     except OSError as exc:
@@ -424,10 +420,6 @@ def _index(replays: list[Replay], split: dict[str, str], root: Path):
         **{f"replay_{key}": v for key, v in cols.items()},
     }
     return index, np.concatenate(timelines).astype(np.int8), table
-
-
-def _write_json(path: Path, obj) -> None:
-    path.write_text(json.dumps(obj, indent=2) + "\n", encoding="utf-8")
 
 
 # ------------------------------------------------------------------------------------------ reading

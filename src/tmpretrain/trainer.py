@@ -313,38 +313,6 @@ class VisModule(L.LightningModule):
         self._counts[split] += b
         return loss
 
-    def _count_replays(
-        self, replays: dict, replay: torch.Tensor, j: int, target, preds, valid, ce_rows: torch.Tensor
-    ) -> None:
-        """Per replay and offset: labelled frames, correct predictions, cross-entropy and weight sums; for the
-        exported head also the confusion matrix, from which every test/* metric of that replay set follows."""
-        weights = self.class_weights[target] * valid
-        replay, target, preds, valid = replay.cpu(), target.cpu(), preds.cpu(), valid.cpu()
-        ce_rows, weights = ce_rows.detach().double().cpu(), weights.detach().double().cpu()
-        n_off = len(self.params.time_offsets_ms)
-        for rid in replay.unique().tolist():
-            rows = (replay == rid) & valid
-            entry = replays.setdefault(
-                int(rid),
-                {
-                    "frames": [0] * n_off,
-                    "correct": [0] * n_off,
-                    "ce_sum": [0.0] * n_off,
-                    "weight_sum": [0.0] * n_off,
-                    "confusion": torch.zeros(N_ACTIONS, N_ACTIONS, dtype=torch.long),
-                },
-            )
-            entry["frames"][j] += int(rows.sum())
-            entry["correct"][j] += int(((preds == target) & rows).sum())
-            entry["ce_sum"][j] += float(ce_rows[rows].sum())
-            entry["weight_sum"][j] += float(weights[rows].sum())
-            if j == self.export_head:
-                entry["confusion"].view(-1).index_put_(
-                    (target[rows] * N_ACTIONS + preds[rows],),
-                    torch.ones(int(rows.sum()), dtype=torch.long),
-                    accumulate=True,
-                )
-
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         return self._step(batch, "train")
 

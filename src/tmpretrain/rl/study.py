@@ -28,6 +28,7 @@ import torch
 
 from ..errors import ExportError
 from ..evaluate import EvalSetup, group_metrics
+from ..files import write_json
 from ..params import Params, as_dict
 from ..pretrain import CHECKPOINT_ROOT
 from ..stats import format_interval
@@ -234,15 +235,10 @@ def write_outputs(
         **summarize(by_arm, budget),
         "skipped": skipped,
     }
-    _write_json(out_dir / METRICS_FILE, metrics)
-    _write_json(out_dir / CURVES_FILE, curves)
+    write_json(out_dir / METRICS_FILE, metrics)
+    write_json(out_dir / CURVES_FILE, curves)
     (out_dir / FIGURE_FILE).write_text(learning_curves_svg(curves), encoding="utf-8")
     return metrics
-
-
-def _write_json(path: Path, obj) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(obj, indent=2) + "\n", encoding="utf-8")
 
 
 def run_study(params: Params, setup: EvalSetup, checkpoint_root: Path = CHECKPOINT_ROOT / "rl") -> dict:
