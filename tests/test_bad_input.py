@@ -28,7 +28,7 @@ from support.capture_faults import (
     write_valid_tree,
 )
 from support.setups import ingest_without_privileges_command
-from tmpretrain.errors import DataError
+from tmpretrain.errors import DataError, ParamsError
 from tmpretrain.frame_store import FrameStore, build_frame_store
 
 BAD = "track1/pos0_bot_1000ms.replay"  # a replay of conftest.make_tree
@@ -386,3 +386,16 @@ def test_frames_skipped_while_decoding_shrink_the_store_exactly(tmp_path):
     frames = np.load(tmp_path / "cache" / "frames.npy")
     assert report["n_skipped"] == 1 and frames.shape == (5 * 12, 16, 16)
     assert (tmp_path / "cache" / "frames.npy").stat().st_size == 128 + frames.size
+
+
+def test_too_few_tracks_after_skipping_names_what_was_skipped(tmp_path):
+    """A split that fails because replays were skipped says so, naming the first: the cause is the replay, not the
+    fraction."""
+    root = make_tree(tmp_path / "replays", n_tracks=3, replays_per_track=1, size=16)
+    bad = root / "track0/pos0_bot_1000ms.replay/manifest.json"
+    bad.write_text("{not json")
+    with pytest.raises(ParamsError) as err:
+        build_frame_store(data_params(tmp_path, root, test_fraction=0.2), progress=False)
+    message = str(err.value)
+    assert message.startswith("params.yaml: data.test_fraction: 0.2 of 2 usable tracks is 1 test track(s)")
+    assert f"; 1 replay(s) were skipped, the first {bad}: " in message and "\n" not in message

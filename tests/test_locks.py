@@ -66,3 +66,38 @@ def test_a_stage_fails_when_params_yaml_changed_while_it_ran(workspace):
             (workspace / "params.yaml").write_text("data: {replays_dir: replays, cache_dir: cache, split_seed: 1}\n")
     with one_run_at_a_time("ingest"):  # released after the failure
         pass
+
+
+def test_tmpretrain_exp_run_refuses_while_a_stage_holds_the_workspace(workspace, held, capsys):
+    """Before DVC writes -S values into params.yaml (the running stage's params): refused, params.yaml as it was."""
+    from tmpretrain.cli import main
+
+    (workspace / "params.yaml").write_text("bc:\n  seed: 1\n")
+    assert main(["exp", "run", "-S", "bc.seed=2"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: another run holds this workspace: a stage (") and "--queue" in err
+    assert (workspace / "params.yaml").read_text() == "bc:\n  seed: 1\n"
+
+
+def test_a_live_dvc_command_holding_outputs_makes_the_workspace_busy_and_a_dead_one_does_not(workspace):
+    """DVC's rwlock names the processes that hold outputs; a process that is gone (a killed run) does not count."""
+    import json
+    import subprocess
+    import sys
+
+    from tmpretrain.locks import DVC_RWLOCK, workspace_busy
+
+    DVC_RWLOCK.parent.mkdir(parents=True)
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+        dead_pid = int(dead.stdout)
+        entry = {"pid": dead_pid, "cmd": "dvc repro"}
+        DVC_RWLOCK.write_text(json.dumps({"write": {"models/bc": entry}, "read": {"params.yaml": [entry]}}))
+        assert workspace_busy() is None
+        entry = {"pid": live.pid, "cmd": "dvc exp run -S bc.seed=1"}
+        DVC_RWLOCK.write_text(json.dumps({"write": {}, "read": {"params.yaml": [entry]}}))
+        assert workspace_busy() == f"'dvc exp run -S bc.seed=1' (pid {live.pid})"
+    finally:
+        live.kill()
+        live.wait()

@@ -422,10 +422,11 @@ def _snapshot(root: Path) -> dict:
     }
 
 
-def _write_params(root: Path, bc: dict | None = None, vis: dict | None = None, data: dict | None = None) -> None:
+def _write_params(root: Path, bc: dict | None = None, vis: dict | None = None, data: dict | None = None, **groups):
     raw = {"data": {"cache_dir": "cache", "replays_dir": "replays", **(data or {})}}
     raw["vis"] = vis or {"epochs": 1}
     raw["bc"] = bc or {"epochs": 1, "encoder_init": "none"}
+    raw.update(groups)
     (root / "params.yaml").write_text(yaml.safe_dump(raw))
 
 
@@ -452,6 +453,32 @@ def test_a_bad_param_stops_the_stage_in_one_line_and_touches_nothing(project):
         "choose one of auto, ddp, ddp_spawn, ddp_notebook, fsdp" in run.stderr
     )
     assert _snapshot(project) == before
+
+
+@pytest.mark.parametrize(
+    ("env_id", "message"),
+    [
+        (
+            "tmpretrain/SynthTrack-v9",
+            "'tmpretrain/SynthTrack-v9' is not a registered Gymnasium id (did you mean 'tmpretrain/SynthTrack-v0'?)",
+        ),
+        (
+            "no_such_module:Track-v0",
+            "'no_such_module:Track-v0': there is no module 'no_such_module' to register 'Track-v0'",
+        ),
+    ],
+)
+def test_validate_refuses_an_env_id_evaluate_could_not_make(project, env_id, message):
+    """DVC removes reports/eval before evaluate starts: an eval.env nobody can make must fail in validate, which
+    finds the module without importing it; a registered id (Gymnasium's own) and the simulator's pass."""
+    _write_params(project, eval={"env": env_id})
+    before = _snapshot(project)
+    run = _run(project, "validate")
+    assert run.returncode == 1 and run.stderr == f"error: params.yaml: eval.env: {message}\n"
+    assert _snapshot(project) == before
+    for fine in ("CartPole-v1", "tmpretrain/SynthTrack-v0", "gymnasium.envs.classic_control:CartPole-v1"):
+        _write_params(project, eval={"env": fine})
+        assert _run(project, "validate").returncode == 0, fine
 
 
 def test_the_validate_stage_is_fast_and_writes_a_constant_file(project):

@@ -238,7 +238,17 @@ def _build(params: DataParams, root: Path, cache_dir: Path, tmp: Path, progress:
         if pool:
             pool.shutdown(wait=True, cancel_futures=True)
 
-    split = split_tracks([r.track_id for r in kept], params.val_fraction, params.split_seed, params.test_fraction)
+    try:
+        split = split_tracks([r.track_id for r in kept], params.val_fraction, params.split_seed, params.test_fraction)
+    except ParamsError as exc:
+        if not skipped:
+            raise
+        # Too few tracks left because replays were skipped: say which, or the user looks for the wrong cause.
+        first = skipped[0]
+        raise ParamsError(
+            exc.key,
+            f"{exc.reason}; {len(skipped)} replay(s) were skipped, the first {first['path']}: {first['reason']}",
+        ) from None
     for r in kept:
         for name in ("manifest.json", "metadata.json"):
             if (r.path / name).is_file():

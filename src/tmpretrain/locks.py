@@ -16,12 +16,14 @@ from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 
+import psutil
 from filelock import FileLock, Timeout
 
 from .errors import PretrainError
-from .files import read_capped
+from .files import read_capped, shown
 
 RUN_LOCK = Path(".tmpretrain/run.lock")  # .tmpretrain/ is the project's own scratch folder (git- and dvc-ignored)
+DVC_RWLOCK = Path(".dvc/tmp/rwlock")  # DVC's record of the outputs its running commands hold
 PARAMS_FILE = Path("params.yaml")
 
 
@@ -107,3 +109,26 @@ def _params_bytes() -> bytes | None:
         return read_capped(PARAMS_FILE, 1 << 20)
     except OSError:
         return None  # validate reports an unreadable params.yaml
+
+
+def workspace_busy() -> str | None:
+    """Who runs in this workspace now, or None: a stage holding the run lock, or a live DVC command that holds
+    outputs (DVC's rwlock; entries of processes that are gone do not count). `tmpretrain exp run` asks before DVC
+    writes its -S values into params.yaml, where a second run would change the first one's params under it."""
+    if RUN_LOCK.parent.is_dir():
+        try:
+            release(acquire(RUN_LOCK, stage="a check"))
+        except Busy as exc:
+            return f"a stage ({exc})"
+        except OSError:
+            pass
+    try:
+        held = json.loads(read_capped(DVC_RWLOCK, 1 << 20))
+    except (OSError, ValueError):
+        return None
+    entries = [*(held.get("write") or {}).values(), *(e for v in (held.get("read") or {}).values() for e in v)]
+    for entry in entries:
+        pid = entry.get("pid") if isinstance(entry, dict) else None
+        if isinstance(pid, int) and pid != os.getpid() and psutil.pid_exists(pid):
+            return f"{shown(entry.get('cmd', 'dvc'))} (pid {pid})"
+    return None

@@ -16,6 +16,7 @@ This module imports pydantic and ruamel.yaml only (torch just to look for a requ
 from __future__ import annotations
 
 import difflib
+import importlib.util
 import math
 import re
 from pathlib import Path
@@ -34,6 +35,8 @@ GROUPS = ("synth", "data", "vis", "bc", "eval", "rl")
 MAX_SEED = 2**32 - 1  # Lightning's seed_everything silently replaces a larger seed by 0
 MAX_PARAMS_BYTES = 1 << 20  # the shipped params.yaml is 3 KB
 AGENT_DENSE_HIDDEN = 1024  # the agent's dense_hidden_dimension: its A_head hidden width is half of it
+
+ENV_ID = "tmpretrain/SynthTrack-v0"  # the simulator (synthetic/env.py registers it)
 
 
 class _Rule(ValueError):
@@ -370,7 +373,7 @@ class BCParams(TrainingParams):
 class EvalParams(_Group):
     """Stage evaluate: drive the exported policy on tracks it never saw."""
 
-    env: Text = _field("tmpretrain/SynthTrack-v0", "any Gymnasium id with the same observation/action spaces")
+    env: Text = _field(ENV_ID, "any Gymnasium id with the same observation/action spaces")
     n_tracks: Int = _field(
         32, "held-out tracks: seeds 0 .. n_tracks - 1 of a stream disjoint from synthesize's", ge=1, le=10_000
     )
@@ -653,7 +656,27 @@ def check_pipeline_params(params: Params) -> None:
     """Beyond the schema: what the pipeline's code needs (frames the encoder takes, a capture tree that exists or
     that synthesize makes) and output folders a stage may replace (tmpretrain.paths)."""
     check_frames_fit_the_encoder(params.data)
+    check_env_id(params.eval.env)
     check_output_params(params)
+
+
+def check_env_id(env_id: str) -> None:
+    """eval.env names an environment evaluate and rl can make: the simulator, an id registered with Gymnasium, or
+    `module:id` whose module exists (found, not imported: validate runs nobody's code). Checked here because DVC
+    removes reports/eval before evaluate could say so."""
+    module, _, name = env_id.rpartition(":")
+    if module:
+        if importlib.util.find_spec(module.partition(".")[0]) is None:
+            raise ParamsError("eval.env", f"{env_id!r}: there is no module {module!r} to register {name!r}")
+        return
+    if name == ENV_ID:
+        return
+    from gymnasium.envs.registration import registry  # the registry only: no environment is made
+
+    if name not in registry:
+        close = difflib.get_close_matches(name, [ENV_ID, *registry], n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ParamsError("eval.env", f"{env_id!r} is not a registered Gymnasium id{hint}")
 
 
 def flatten(d: dict | None, prefix: str = "") -> dict:

@@ -602,7 +602,7 @@ class EpochCheckpoint(Checkpoint):
             trainer.should_stop = True
 
     def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
-        # The stage's one line on an interrupt (errors.stage_entry) says what there is to resume from.
+        # The stage's one line on an interrupt (stages.stage_entry) says what there is to resume from.
         if not isinstance(exception, Interrupted) or not trainer.is_global_zero:
             return
         if self.saved_epoch is None:

@@ -227,8 +227,14 @@ def params_faults() -> list[Fault]:
         ("synth.out_dir", "data"),  # holds the frame store
     ]:
         faults.append(_param("output folders a stage may not replace", key, value))
-    for key, value in [("data.image_height", 20), ("data.image_width", 33), ("data.replays_dir", "/nonexistent")]:
-        faults.append(_param("values the code cannot use (small frames, no capture tree)", key, value))
+    for key, value in [
+        ("data.image_height", 20),
+        ("data.image_width", 33),
+        ("data.replays_dir", "/nonexistent"),
+        ("eval.env", "tmpretrain/SynthTrack-v9"),  # DVC removed reports/eval before evaluate said so
+        ("eval.env", "no_such_module:Track-v0"),
+    ]:
+        faults.append(_param("values the code cannot use (small frames, no capture tree, no env)", key, value))
     for variant, text, expect in [
         ("not valid YAML", "bc: {epochs: [1,\n", "<file>"),
         ("a tab in the indentation", "bc:\n\tlr: 0.1\n", "<file>"),
@@ -261,7 +267,7 @@ PARAMS_CLASSES = [
     "cross-field conflicts",
     "accelerators this machine lacks",
     "output folders a stage may not replace",
-    "values the code cannot use (small frames, no capture tree)",
+    "values the code cannot use (small frames, no capture tree, no env)",
     "broken params files",
 ]
 # Nine levels of nine aliases: 9**9 lists once expanded (a minute, then MemoryError, before aliases were refused).

@@ -20,6 +20,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..errors import PretrainError
+from ..locks import workspace_busy
 from ..params import MAX_PARAMS_BYTES, PARAMS_FILE, flatten, load_params, read_params_file
 from ..yamlio import YamlError, parse_yaml, read_yaml
 
@@ -148,8 +149,22 @@ def check_overrides(overrides: list[str], params_file: Path = PARAMS_FILE) -> di
         return flatten(read_params_file(copy))
 
 
+def check_workspace_free(dvc_args: list[str]) -> None:
+    """A run in the workspace (not --queue / --temp, which run in a copy) while another runs there would have DVC
+    write its -S values into the params.yaml the other is running with: refused before anything is written."""
+    if any(a in ("--queue", "--temp") for a in dvc_args):
+        return
+    busy = workspace_busy()
+    if busy:
+        raise PresetError(
+            f"another run holds this workspace: {busy}; nothing ran, params.yaml is unchanged. Queue this one "
+            "instead (add --queue, then dvc queue start), or wait for it to finish"
+        )
+
+
 def exp_run(dvc_args: list[str]) -> int:
-    """`dvc exp run DVC_ARGS`, its -S overrides checked first (check_overrides)."""
+    """`dvc exp run DVC_ARGS`, the workspace free and its -S overrides checked first (check_overrides)."""
+    check_workspace_free(dvc_args)
     check_overrides(_extra_overrides(dvc_args))
     return run_command(["dvc", "exp", "run", *dvc_args])
 
@@ -201,6 +216,8 @@ def run_presets(
     extra = list(extra or [])
     names = select(data, targets)
     _check_workspace(data, names, extra, allow_dirty or dry_run)
+    if not dry_run:
+        check_workspace_free(extra + ["--queue"] * queue)
     for name in names if not dry_run else []:  # a dry run only prints (and may run outside a project)
         check_overrides(resolve(data, name) + _extra_overrides(extra))
     for name in names:

@@ -40,6 +40,7 @@ import numpy as np
 from gymnasium import spaces
 
 from ..actions import N_ACTIONS
+from ..params import ENV_ID as ENV_ID  # its one definition; the simulator's users import it from here
 from ..preprocess import FLOAT_DIM, observation_frame, snapshot_floats
 from .driver import Driver, DriverStyle
 from .generate import META_INTERVAL_MS, get_renderer, get_track
@@ -47,7 +48,6 @@ from .race import STEP_MS, Race, capture_step
 from .render import Renderer
 from .track import Track, generate_track
 
-ENV_ID = "tmpretrain/SynthTrack-v0"
 ENTRY_POINT = "tmpretrain.synthetic.env:SynthTrackEnv"
 VECTOR_ENTRY_POINT = "tmpretrain.synthetic.env:make_vector_env"
 
