@@ -275,7 +275,8 @@ def _rss_child(spec: dict) -> None:
 def _run_rss_child(spec: dict, cwd: Path) -> dict:
     cwd.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "TQDM_DISABLE": "1", "PYTHONWARNINGS": "ignore"}
-    cmd = [sys.executable, "-m", "tmpretrain.bench", "--rss-child", json.dumps(spec)]
+    child = "import sys; from tmpretrain.bench import main; main(sys.argv[1:])"  # a fresh process: its own peak RSS
+    cmd = [sys.executable, "-c", child, "--rss-child", json.dumps(spec)]
     with open(cwd / "child.log", "w+") as log:
         proc = subprocess.Popen(cmd, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, env=env)
         _, status, usage = os.wait4(proc.pid, 0)  # this child's own rusage, not the max over all children

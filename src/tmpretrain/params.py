@@ -417,9 +417,9 @@ def _check_schedule(key: str, points: list[list[float]], low: float, high: float
     """A schedule is [[env step, value], ...]: steps whole, from 0, increasing; values within [low, high]."""
     if not points:
         raise _Rule(key, "must list at least one [env step, value] point")
-    steps = [p[0] for p in points]
-    if any(len(p) != 2 for p in points) or any(not s.is_integer() for s in steps):
+    if any(len(p) != 2 for p in points) or any(not p[0].is_integer() for p in points):
         raise _Rule(key, f"each point is [env step, value] with a whole step, got {points}")
+    steps = [p[0] for p in points]
     if steps[0] != 0 or any(b <= a for a, b in zip(steps, steps[1:], strict=False)):
         raise _Rule(key, f"steps must start at 0 and increase, got {[int(s) for s in steps]}")
     if any(not low <= p[1] <= high for p in points):
