@@ -12,6 +12,7 @@ import pytest
 import torch
 import yaml
 
+from support.models import bc_model
 from tmpretrain.eval_media import HEADER_PX, MAX_VIDEO_FRAMES, report_section
 from tmpretrain.evaluate import (
     ACTION_MIX_FILE,
@@ -44,16 +45,7 @@ TRACKS = [0, 1, 2]
 def tiny_export(out: Path, use_actions_head: bool = True, seed: int = 0) -> BCModel:
     """An untrained BC model exported with the project's own functions (what pretrain_bc writes, minus training)."""
     torch.manual_seed(seed)
-    model = BCModel(
-        image_hw=(64, 64),
-        n_stack=1,
-        n_offsets=1,
-        use_actions_head=use_actions_head,
-        dense_hidden_dimension=1024,
-        dropout=0.0,
-        action_head_dropout=0.0,
-        use_floats=False,
-    ).eval()
+    model = bc_model(use_actions_head=use_actions_head).eval()
     out.mkdir(parents=True)
     export_encoder(model.encoder, out / ENCODER_FILE)
     if use_actions_head:
@@ -251,16 +243,7 @@ def test_a_linear_head_and_stacked_export_is_rebuilt_and_drives(tmp_path):
     """bc.use_actions_head: false and bc.n_stack > 1 write linear_head.pt and stack_fusion.pt beside the encoder:
     the policy rebuilt from those files gives the trained model's logits and is evaluated like an A_head one."""
     torch.manual_seed(3)
-    model = BCModel(
-        image_hw=(64, 64),
-        n_stack=2,
-        n_offsets=1,
-        use_actions_head=False,
-        dense_hidden_dimension=1024,
-        dropout=0.0,
-        action_head_dropout=0.0,
-        use_floats=False,
-    ).eval()
+    model = bc_model(n_stack=2, use_actions_head=False).eval()
     out = tmp_path / "bc"
     out.mkdir()
     export_encoder(model.encoder, out / ENCODER_FILE)

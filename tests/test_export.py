@@ -15,6 +15,7 @@ import torch
 from conftest import data_params, make_tree
 from iqn_reference import IQNNetwork
 from support.faults import CLEAR, HANDLED, run_export_faults
+from support.models import bc_model
 from tmpretrain.errors import PretrainError
 from tmpretrain.export import (
     ACTIONS_HEAD_FILE,
@@ -33,7 +34,7 @@ from tmpretrain.export import (
     write_meta,
 )
 from tmpretrain.frame_store import build_frame_store
-from tmpretrain.models import ActionHead, BCModel, build_encoder
+from tmpretrain.models import ActionHead, build_encoder
 from tmpretrain.params import parse_params
 from tmpretrain.pretrain import run_bc
 
@@ -41,16 +42,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def _export(out, hw=(64, 64)):
-    model = BCModel(
-        image_hw=hw,
-        n_stack=1,
-        n_offsets=2,
-        use_actions_head=True,
-        dense_hidden_dimension=1024,
-        dropout=0.0,
-        action_head_dropout=0.0,
-        use_floats=False,
-    )
+    model = bc_model(image_hw=hw, n_offsets=2)
     export_encoder(model.encoder, out / ENCODER_FILE)
     export_actions_head(model.heads[head_index([0, 10], 0)], out / ACTIONS_HEAD_FILE, model.head_input_dim)
     meta = {

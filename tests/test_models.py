@@ -7,13 +7,13 @@ import torch
 from torch import nn
 
 from iqn_reference import VARIANTS, IQNNetwork, agent_input
+from support.models import bc_model
 from tmpretrain.export import ExportError, export_actions_head, export_encoder
 from tmpretrain.models import (
     FLOAT_FEATURE_DIM,
     FLOAT_INPUT_DIM,
     VISION_TASK_METRICS,
     ActionHead,
-    BCModel,
     VisionModel,
     augment,
     build_encoder,
@@ -21,19 +21,6 @@ from tmpretrain.models import (
     encoder_output_dim,
     normalize,
 )
-
-
-def _bc(hw=(64, 64), n_stack=1, n_offsets=1, use_actions_head=True, dropout=0.0, head_dropout=0.0, floats=False):
-    return BCModel(
-        image_hw=hw,
-        n_stack=n_stack,
-        n_offsets=n_offsets,
-        use_actions_head=use_actions_head,
-        dense_hidden_dimension=1024,
-        dropout=dropout,
-        action_head_dropout=head_dropout,
-        use_floats=floats,
-    )
 
 
 def test_normalize():
@@ -78,7 +65,7 @@ def test_export_loads_strictly_into_agent_with_forward_parity(tmp_path, variant,
     h, w, e = VARIANTS[variant]
     torch.manual_seed(0)
     agent = IQNNetwork(h, w, e).eval()
-    model = _bc((h, w), n_offsets=3, floats=use_floats).eval()
+    model = bc_model(image_hw=(h, w), n_offsets=3, use_floats=use_floats).eval()
     assert model.head_input_dim == agent.dense_input_dimension
 
     enc_state = export_encoder(model.encoder, tmp_path / "encoder.pt")
@@ -132,7 +119,7 @@ def test_head_with_wrong_width_fails_export(tmp_path):
     with pytest.raises(ExportError, match="768"):
         export_actions_head(narrow, tmp_path / "actions_head.pt", agent.dense_input_dimension)
     assert not (tmp_path / "actions_head.pt").exists()
-    linear = _bc(use_actions_head=False).heads[0]
+    linear = bc_model(use_actions_head=False).heads[0]
     with pytest.raises(ExportError):
         export_actions_head(linear, tmp_path / "actions_head.pt", agent.dense_input_dimension)
     with pytest.raises(ExportError, match="shape"):
@@ -163,7 +150,7 @@ def test_export_encoder_rejects_wrong_layout(tmp_path):
 
 def test_n_stack_frames_all_reach_the_output():
     torch.manual_seed(0)
-    model = _bc(n_stack=3).eval()
+    model = bc_model(n_stack=3).eval()
     assert isinstance(model.stack_fusion, nn.Sequential)
     x = torch.randn(2, 3, 64, 64)
     base = model(x)
@@ -174,26 +161,26 @@ def test_n_stack_frames_all_reach_the_output():
         assert not torch.allclose(model(x2), base), f"frame {i} does not reach the output"
     with pytest.raises(ValueError, match="expects input"):
         model(torch.randn(2, 1, 64, 64))
-    assert isinstance(_bc(n_stack=1).stack_fusion, nn.Identity)
+    assert isinstance(bc_model(n_stack=1).stack_fusion, nn.Identity)
     # The head width does not depend on n_stack.
-    assert model.head_input_dim == _bc(n_stack=1).head_input_dim == 768
+    assert model.head_input_dim == bc_model(n_stack=1).head_input_dim == 768
 
 
 def test_offsets_and_head_kinds():
-    model = _bc(n_offsets=4)
+    model = bc_model(n_offsets=4)
     assert len(model.heads) == 4 and all(isinstance(h, ActionHead) for h in model.heads)
     assert model(torch.randn(5, 1, 64, 64)).shape == (5, 4, 12)
-    linear = _bc(n_offsets=2, use_actions_head=False)
+    linear = bc_model(n_offsets=2, use_actions_head=False)
     assert all(isinstance(h, nn.Linear) and h.in_features == 512 for h in linear.heads)
     assert linear.head_input_dim == 512
-    assert _bc(use_actions_head=False, floats=True).head_input_dim == 768
-    assert _bc(floats=True).float_feature_extractor is not None and _bc().float_feature_extractor is None
+    assert bc_model(use_actions_head=False, use_floats=True).head_input_dim == 768
+    assert bc_model(use_floats=True).float_feature_extractor is not None and bc_model().float_feature_extractor is None
     with pytest.raises(ValueError, match="float"):
-        _bc(floats=True)(torch.randn(2, 1, 64, 64))
+        bc_model(use_floats=True)(torch.randn(2, 1, 64, 64))
 
 
 def test_dropout_modules_present_and_active():
-    model = _bc(dropout=0.3, head_dropout=0.4, n_offsets=2)
+    model = bc_model(dropout=0.3, action_head_dropout=0.4, n_offsets=2)
     assert isinstance(model.feature_dropout, nn.Dropout) and model.feature_dropout.p == 0.3
     inner = [m for m in model.heads[0].modules() if isinstance(m, nn.Dropout)]
     assert [m.p for m in inner] == [0.4]
@@ -203,14 +190,14 @@ def test_dropout_modules_present_and_active():
     assert not torch.equal(model(x), model(x))
     model.eval()
     assert torch.equal(model(x), model(x))
-    plain = _bc()
+    plain = bc_model()
     plain.train()
     assert torch.equal(plain(x), plain(x))
 
 
 def test_zero_float_columns_stay_zero_under_adamw():
     torch.manual_seed(0)
-    model = _bc(n_offsets=2, dropout=0.2, head_dropout=0.2)
+    model = bc_model(n_offsets=2, dropout=0.2, action_head_dropout=0.2)
     for head in model.heads:
         assert torch.count_nonzero(head[0].weight[:, 512:]) == 0
         assert torch.count_nonzero(head[0].weight[:, :512]) > 0
@@ -228,7 +215,7 @@ def test_zero_float_columns_stay_zero_under_adamw():
 
 
 def test_channels_last_input():
-    model = _bc(n_stack=2).eval()
+    model = bc_model(n_stack=2).eval()
     x = torch.randn(3, 2, 64, 64)
     ref = model(x)
     model_cl = model.to(memory_format=torch.channels_last)
@@ -287,28 +274,8 @@ def test_augment_is_seeded_and_per_sample():
 
 def test_checkpointed_stack_computes_the_same_outputs_and_gradients():
     torch.manual_seed(0)
-    plain = BCModel(
-        image_hw=(64, 64),
-        n_stack=3,
-        n_offsets=2,
-        use_actions_head=True,
-        dense_hidden_dimension=1024,
-        dropout=0.0,
-        action_head_dropout=0.0,
-        use_floats=False,
-        checkpoint_stack=False,
-    )
-    ckpt = BCModel(
-        image_hw=(64, 64),
-        n_stack=3,
-        n_offsets=2,
-        use_actions_head=True,
-        dense_hidden_dimension=1024,
-        dropout=0.0,
-        action_head_dropout=0.0,
-        use_floats=False,
-        checkpoint_stack=True,
-    )
+    plain = bc_model(n_stack=3, n_offsets=2, checkpoint_stack=False)
+    ckpt = bc_model(n_stack=3, n_offsets=2, checkpoint_stack=True)
     ckpt.load_state_dict(plain.state_dict())
     x = torch.randn(8, 3, 64, 64)
     outs = []

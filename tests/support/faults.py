@@ -376,6 +376,7 @@ def write_valid_export(out_dir: Path, seed: int = 0) -> Path:
     seeded random model: what every export fault starts from."""
     import torch
 
+    from support.models import bc_model
     from tmpretrain.actions import action_table
     from tmpretrain.export import (
         ACTIONS_HEAD_FILE,
@@ -387,19 +388,9 @@ def write_valid_export(out_dir: Path, seed: int = 0) -> Path:
         export_float_features,
         write_meta,
     )
-    from tmpretrain.models import BCModel
 
     torch.manual_seed(seed)
-    model = BCModel(
-        image_hw=(64, 64),
-        n_stack=1,
-        n_offsets=2,
-        use_actions_head=True,
-        dense_hidden_dimension=1024,
-        dropout=0.0,
-        action_head_dropout=0.0,
-        use_floats=True,
-    )
+    model = bc_model(n_offsets=2, use_floats=True)
     out_dir.mkdir(parents=True)
     export_encoder(model.encoder, out_dir / ENCODER_FILE)
     export_actions_head(model.heads[0], out_dir / ACTIONS_HEAD_FILE, model.head_input_dim)
