@@ -847,11 +847,18 @@ def _protocol_note(experiments: list[dict]) -> list[str]:
             *(f"> - {reason} ({len(names)}): {', '.join(names)}." for reason, names in sorted(reasons.items())),
             "",
         ]
-    if not any(not math.isnan(value(e, "policy/completion_rate_low")) for e in experiments):
+    earlier = [e["name"] for e in experiments if math.isnan(value(e, "policy/completion_rate_low"))]
+    if earlier:
+        which = (
+            "These experiments"
+            if len(earlier) == len(experiments)
+            else f"{len(earlier)} experiments ({', '.join(earlier)})"
+        )
         lines += [
-            "> **Driving figures of an earlier protocol.** These experiments drove before the track limits "
+            f"> **Driving figures of an earlier protocol.** {which} drove before the track limits "
             "(progress credited along the centre line, laps without checkpoint gates, 10 tracks, one sampled "
-            "rollout each). They are not comparable with the current `evaluate` (docs/evaluation.md).",
+            "rollout each). They are not comparable with the current `evaluate` (docs/evaluation.md), nor with "
+            "the runs that have intervals.",
             "",
         ]
     return lines
