@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tmpretrain.cli import main
-from tmpretrain.experiments import BC_METRICS, EVAL_METRICS, PresetError, experiment_rows, load_presets
+from tmpretrain.experiments import BC_METRICS, EVAL_METRICS, RL_METRICS, PresetError, experiment_rows, load_presets
 from tmpretrain.experiments.results import (
     CONCLUSIONS,
     FIGURE_FILE,
@@ -29,6 +29,7 @@ from tmpretrain.experiments.results import (
     not_seed_repeats,
     read_at,
     render_page,
+    rl_table,
     value,
     why_missing,
     write_results,
@@ -216,6 +217,34 @@ def test_page_has_every_preset_and_checks_every_conclusion():
     assert FIGURE_FILE.name in page and "rank correlation" in page
     spec = figure_spec(snap)
     assert len(spec["data"]["values"]) == len(by_preset(snap))
+
+
+def _rl(bc_gain: float | None, low: float = 0.0, high: float = 0.0, skipped: str = "") -> dict:
+    """reports/rl/metrics.json of one run: bc's AUC progress minus scratch's with its within-run interval, or the
+    bc arms skipped with a reason."""
+    if bc_gain is None:
+        return {"budget_env_steps": 3000, "vs_scratch": {}, "vs_bc": {}, "skipped": {"bc": skipped, "bc_dqfd": skipped}}
+    gain = {"auc_progress": bc_gain, "auc_progress_low": low, "auc_progress_high": high}
+    return {"budget_env_steps": 3000, "vs_scratch": {"bc": gain}, "vs_bc": {}, "skipped": {}}
+
+
+def test_the_rl_column_pools_a_presets_seeds_and_names_what_was_skipped():
+    snap = _snapshot()
+    runs = {e["name"]: e for e in snap["experiments"]}
+    for name, gain in (("v2", 0.10), ("v2_seed1", 0.20), ("v2_seed2", 0.30)):
+        runs[name]["metrics"][RL_METRICS] = _rl(gain)
+    runs["v1"]["metrics"][RL_METRICS] = _rl(0.05, low=0.01, high=0.09)
+    runs["v1.1"]["metrics"][RL_METRICS] = _rl(None, skipped="the encoder was trained on '01' frames")
+    rows = {line.split(" | ")[0][2:]: line.split(" | ") for line in rl_table(snap) if line.startswith("| v")}
+    # three seeds: the mean of their gains, the interval from resampling the seeds (it lies within their range)
+    v2 = rows["v2"][4]
+    mean, low, high = (float(x) for x in v2.replace("[", "").replace("]", "").replace(",", "").split())
+    assert mean == pytest.approx(0.2) and 0.1 <= low < 0.2 < high <= 0.3
+    assert rows["v2"][1] == "3 of 3" and rows["v2"][2] == "3000"
+    assert rows["v1"][4] == "+0.050 [+0.010, +0.090]"  # one run: its own interval (RL seeds and tracks)
+    assert rows["v1.1"][4] == "skipped" and rows["v1.2"][4] == "-"
+    assert "- skipped in v1.1: the encoder was trained on '01' frames" in rl_table(snap)
+    assert "## Downstream RL per preset" in render_page(snap)
 
 
 def test_a_preset_that_has_not_run_is_named_not_guessed():

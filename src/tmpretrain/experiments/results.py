@@ -722,6 +722,63 @@ def presets_table(snapshot: dict) -> list[str]:
     return lines + [""]
 
 
+# The downstream-RL comparisons of stage `rl` (reports/rl/metrics.json, docs/rl.md): the area under each arm's
+# greedy-progress curve minus scratch's (or, for the remedy, minus plain bc's), paired by RL seed and track in a run.
+RL_COMPARISONS = (
+    ("vs_scratch", "vis", "vis - scratch"),
+    ("vs_scratch", "bc", "bc - scratch"),
+    ("vs_scratch", "bc_dqfd", "bc_dqfd - scratch"),
+    ("vs_bc", "bc_dqfd", "bc_dqfd - bc"),
+)
+
+
+def rl_cell(runs: list[dict], group: str, arm: str) -> str:
+    """One preset's downstream-RL gain on AUC progress: over several training seeds, their mean with a bootstrap
+    interval over those seeds (each run's own value, itself paired over its RL seeds and tracks); one run, its own
+    interval. 'skipped' where the export cannot seed the arm (`rl_skips` says why), '-' where no run has the rl
+    stage's metrics."""
+    rl = [r["metrics"].get(RL_METRICS) or {} for r in runs]
+    found = [m[group][arm] for m in rl if arm in (m.get(group) or {})]
+    if not found:
+        return "skipped" if any(arm in (m.get("skipped") or {}) for m in rl) else "-"
+    if len(found) == 1:
+        d = found[0]
+        return stats.format_interval(d["auc_progress"], d.get("auc_progress_low"), d.get("auc_progress_high"), "+.3f")
+    values = [[d["auc_progress"]] for d in found]
+    mean, low, high = stats.hierarchical_bootstrap(values, seed=_seed("rl", group, arm, *(r["name"] for r in runs)))
+    return stats.format_interval(mean, low, high, "+.3f")
+
+
+def rl_skips(runs: list[dict]) -> list[str]:
+    """Why the rl stage skipped arms of these runs: each reason once."""
+    reasons = [reason for r in runs for reason in ((r["metrics"].get(RL_METRICS) or {}).get("skipped") or {}).values()]
+    return list(dict.fromkeys(reasons))
+
+
+def rl_table(snapshot: dict) -> list[str]:
+    """Per preset: does its export help the agent's RL (stage `rl` of each of its runs, at the default budget)?"""
+    lines = [
+        "| preset | runs with rl | env steps | "
+        + " | ".join(f"AUC progress, {label}" for _, _, label in RL_COMPARISONS)
+        + " |",
+        "|---|---|---|" + "---|" * len(RL_COMPARISONS),
+    ]
+    skips: dict[str, list[str]] = {}
+    for preset, runs in by_preset(snapshot).items():
+        with_rl = [r for r in runs if r["metrics"].get(RL_METRICS)]
+        budgets = sorted({str(r["metrics"][RL_METRICS].get("budget_env_steps")) for r in with_rl})
+        cells = [rl_cell(with_rl, group, arm) for group, arm, _ in RL_COMPARISONS]
+        lines.append(
+            f"| {preset} | {len(with_rl)} of {len(runs)} | {', '.join(budgets) or '-'} | " + " | ".join(cells) + " |"
+        )
+        for reason in rl_skips(with_rl):
+            skips.setdefault(reason, []).append(preset)
+    lines.append("")
+    for reason, presets in skips.items():
+        lines.append(f"- skipped in {', '.join(presets)}: {reason}")
+    return lines + ([""] if skips else [])
+
+
 def experiments_table(snapshot: dict) -> list[str]:
     """Each experiment alone: its commit, seeds, exported epoch and numbers (intervals over its tracks or test
     replays where it has rows)."""
@@ -940,6 +997,16 @@ def render_page(snapshot: dict, figure_name: str = FIGURE_FILE.name) -> str:
         "",
         *experiments_table(snapshot),
         *cost_lines(experiments),
+        "## Downstream RL per preset",
+        "",
+        "Which export to merge, answered by the agent's own RL (stage `rl`, docs/rl.md) rather than by per-frame "
+        "accuracy: each run trains the IQN agent in the simulator from scratch and from the run's exports, and the "
+        "area under the greedy-progress curve on held-out tracks (0..1, the mean over the budget) of an arm minus "
+        "scratch's, paired by RL seed and track. Over a preset's training seeds: their mean with a 95 % bootstrap "
+        "interval over those seeds; one run: its own interval. At the default budget no arm learns to finish a lap: "
+        "this is the early question (does the init carry over, does RL keep it); docs/rl.md has the longer study.",
+        "",
+        *rl_table(snapshot),
         "## Per-frame accuracy vs driving",
         "",
         f"![test accuracy against driving progress]({figure_name})",
