@@ -14,6 +14,7 @@ from tmpretrain.models import (
     FLOAT_INPUT_DIM,
     VISION_TASK_METRICS,
     ActionHead,
+    StackFusion,
     VisionModel,
     augment,
     build_encoder,
@@ -148,22 +149,49 @@ def test_export_encoder_rejects_wrong_layout(tmp_path):
         export_encoder(nn.Sequential(nn.Conv2d(1, 16, 4, 2)), tmp_path / "encoder.pt")
 
 
-def test_n_stack_frames_all_reach_the_output():
+def test_a_stacked_model_starts_as_the_single_frame_one_and_every_frame_reaches_it():
     torch.manual_seed(0)
     model = bc_model(n_stack=3).eval()
-    assert isinstance(model.stack_fusion, nn.Sequential)
+    single = bc_model(n_stack=1).eval()
+    single.encoder.load_state_dict(model.encoder.state_dict())
+    single.heads.load_state_dict(model.heads.state_dict())
     x = torch.randn(2, 3, 64, 64)
+    # At init the fusion passes the newest frame's features through: the single-frame model's logits.
+    assert model(x).shape == (2, 1, 12)
+    torch.testing.assert_close(model(x), single(x[:, 2:]))
+    # The older frames' weights start at zero but get gradients, so after one step every frame reaches the output.
+    model.train()
+    model(x).square().sum().backward()
+    grad = model.stack_fusion.weight.grad
+    assert grad.shape == (3, model.img_feature_dim) and bool((grad.abs().sum(dim=1) > 0).all())
+    with torch.no_grad():
+        for p in model.parameters():
+            p -= 0.1 * p.grad if p.grad is not None else 0.0
+    model.eval()
     base = model(x)
-    assert base.shape == (2, 1, 12)
     for i in range(3):
         x2 = x.clone()
         x2[:, i] += 0.5 * torch.randn(2, 64, 64)
         assert not torch.allclose(model(x2), base), f"frame {i} does not reach the output"
     with pytest.raises(ValueError, match="expects input"):
         model(torch.randn(2, 1, 64, 64))
-    assert isinstance(bc_model(n_stack=1).stack_fusion, nn.Identity)
-    # The head width does not depend on n_stack.
-    assert model.head_input_dim == bc_model(n_stack=1).head_input_dim == 768
+    assert isinstance(single.stack_fusion, nn.Identity)
+    # The head width does not depend on n_stack, and the fusion is small: a weight per frame and feature, a bias.
+    assert model.head_input_dim == single.head_input_dim == 768
+    assert sum(p.numel() for p in model.stack_fusion.parameters()) == 4 * model.img_feature_dim
+
+
+def test_stack_fusion_is_a_weighted_sum_per_feature():
+    fusion = StackFusion(3, 4)
+    with torch.no_grad():
+        fusion.weight.copy_(torch.tensor([[1.0, 0, 0, 2], [0, 1, 0, 0], [-1, 0, 3, 0]]))
+        fusion.bias.copy_(torch.tensor([0.5, 0, 0, 0]))
+    frames = torch.arange(24, dtype=torch.float32).view(2, 12)  # two windows: 3 frames x 4 features, oldest first
+    f = frames.view(2, 3, 4)
+    expected = torch.stack(
+        [f[:, 0, 0] - f[:, 2, 0] + 0.5, f[:, 1, 1], 3 * f[:, 2, 2], 2 * f[:, 0, 3]], dim=1
+    )  # by hand, feature by feature
+    torch.testing.assert_close(fusion(frames), expected)
 
 
 def test_offsets_and_head_kinds():

@@ -3,6 +3,8 @@ intervals across seeds, differences to scratch paired by seed and track; the exp
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import yaml
 
@@ -10,6 +12,7 @@ from support.projects import ROOT, fake_exp_show
 from tmpretrain.experiments import RL_METRICS, comparison_table, experiment_rows, format_table
 from tmpretrain.params import RL_ARMS
 from tmpretrain.rl.arms import ARMS
+from tmpretrain.rl.study import markdown_table
 from tmpretrain.rl.summary import area_under_curve, run_scalars, steps_to, summarize
 
 
@@ -73,3 +76,12 @@ def test_the_experiments_table_has_a_downstream_rl_column():
     df, short = comparison_table(experiment_rows(show), ["a"])
     assert df.loc["a", "rl/bc_minus_scratch/auc_progress"] == rl["vs_scratch"]["bc"]["auc_progress"] > 0
     assert "rl bc-scratch" in format_table(df, short)
+
+
+def test_drift_rl_md_tables_are_the_metrics_they_cite():
+    """docs/rl.md's per-arm tables are `markdown_table` of the metrics files they come from: the default budget's
+    reports/rl/metrics.json (what `dvc repro` writes) and the full study's docs/rl/study/metrics.json."""
+    page = (ROOT / "docs/rl.md").read_text(encoding="utf-8")
+    for path in ("reports/rl/metrics.json", "docs/rl/study/metrics.json"):
+        table = "\n".join(markdown_table(json.loads((ROOT / path).read_text(encoding="utf-8"))))
+        assert table in page, f"docs/rl.md lacks the table of {path}: paste `markdown_table` of it"

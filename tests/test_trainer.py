@@ -124,7 +124,7 @@ def test_n_stack_reaches_the_model(cache, tmp_path):
     result, out, _ = bc(cache, tmp_path, n_stack=3, epochs=1)
     state = result["selected"].state_dict
     f = encoder_output_dim(36, 36)
-    assert state["stack_fusion.0.weight"].shape == (f, 3 * f)
+    assert state["stack_fusion.weight"].shape == (3, f)
     assert json.loads((out / "pretrain_meta.json").read_text())["n_stack"] == 3
 
 
@@ -155,7 +155,7 @@ def test_linear_heads_export_no_actions_head_but_what_the_policy_needs(cache, tm
     selected = result["selected"].state_dict
     head = 1  # offsets [-10, 0, 10, 100], exported offset 0
     assert torch.equal(states["linear_head.pt"]["weight"], selected[f"heads.{head}.weight"])
-    assert torch.equal(states["stack_fusion.pt"]["0.weight"], selected["stack_fusion.0.weight"])
+    assert torch.equal(states["stack_fusion.pt"]["weight"], selected["stack_fusion.weight"])
 
 
 def test_floats_reach_the_model_and_export(cache, tmp_path):

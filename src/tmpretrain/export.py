@@ -29,8 +29,8 @@ from .files import NotReadable, read_capped, sha256_file
 from .models import (
     FLOAT_FEATURE_DIM,
     FLOAT_INPUT_DIM,
-    LEAKY_SLOPE,
     ActionHead,
+    StackFusion,
     build_encoder,
     build_float_feature_extractor,
     encoder_output_dim,
@@ -71,7 +71,7 @@ ENCODER_FILE = "encoder.pt"
 ACTIONS_HEAD_FILE = "actions_head.pt"
 FLOAT_FEATURES_FILE = "float_feature_extractor.pt"
 # Not the agent's layout, but what the policy needs to run (closed-loop evaluation): the Linear head of a
-# bc.use_actions_head: false run (keys weight, bias) and the stack fusion of a bc.n_stack > 1 run (0.weight, 0.bias).
+# bc.use_actions_head: false run (keys weight, bias) and the stack fusion of a bc.n_stack > 1 run (weight, bias).
 LINEAR_HEAD_FILE = "linear_head.pt"
 STACK_FUSION_FILE = "stack_fusion.pt"
 META_FILE = "pretrain_meta.json"
@@ -187,7 +187,7 @@ def linear_head_shapes(input_dim: int) -> dict[str, tuple[int, ...]]:
 
 
 def stack_fusion_shapes(n_stack: int, feature_dim: int) -> dict[str, tuple[int, ...]]:
-    return {"0.weight": (feature_dim, n_stack * feature_dim), "0.bias": (feature_dim,)}
+    return {"weight": (n_stack, feature_dim), "bias": (feature_dim,)}
 
 
 def export_linear_head(head: nn.Module, path, input_dim: int) -> dict[str, torch.Tensor]:
@@ -199,7 +199,8 @@ def export_linear_head(head: nn.Module, path, input_dim: int) -> dict[str, torch
 
 
 def export_stack_fusion(fusion: nn.Module, path, n_stack: int, feature_dim: int) -> dict[str, torch.Tensor]:
-    """Save the Linear(n_stack * F, F) that fuses a window's frame features (bc.n_stack > 1)."""
+    """Save the models.StackFusion that fuses a window's frame features (bc.n_stack > 1): weight (n_stack, F),
+    bias (F)."""
     state = _clean_state(fusion)
     _check(f"stack fusion export to {path}", state, stack_fusion_shapes(n_stack, feature_dim))
     torch.save(state, path)
@@ -390,7 +391,7 @@ def load_export(out_dir) -> tuple[dict, dict[str, dict[str, torch.Tensor]]]:
     with bc.use_actions_head) the A_head shapes for D = encoder_output_dim(image size) + 256, equal to
     meta["head_input_dim"]; float_feature_extractor.pt the agent's float_feature_extractor shapes; linear_head.pt
     (bc.use_actions_head: false) Linear(F [+ 256 with floats], 12); stack_fusion.pt (bc.n_stack > 1)
-    Linear(n_stack * F, F). Every tensor must be finite float32.
+    models.StackFusion(n_stack, F). Every tensor must be finite float32.
     """
     out_dir = Path(out_dir)
     meta = _read_meta(out_dir)
@@ -438,8 +439,7 @@ def _probe_forward(out_dir: Path, meta: dict, states: dict[str, dict[str, torch.
     with torch.no_grad():
         x = _probe(out_dir, ENCODER_FILE, build_encoder(), states, frames).reshape(1, -1)
         if STACK_FUSION_FILE in states:
-            feature_dim = x.shape[1] // n_stack
-            fusion = nn.Sequential(nn.Linear(x.shape[1], feature_dim), nn.LeakyReLU(LEAKY_SLOPE))
+            fusion = StackFusion(n_stack, x.shape[1] // n_stack)
             x = _probe(out_dir, STACK_FUSION_FILE, fusion, states, x)
         if FLOAT_FEATURES_FILE in states:
             floats = torch.ones(1, FLOAT_INPUT_DIM)

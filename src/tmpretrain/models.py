@@ -92,14 +92,35 @@ class ActionHead(nn.Sequential):
 # ------------------------------------------------------------------------------------------- Level 1
 
 
+class StackFusion(nn.Module):
+    """A window's n_stack frame features (B, n_stack * F, oldest first) -> (B, F): per feature, a weighted sum over
+    the frames plus a bias, i.e. a learned temporal filter per feature (a difference of two frames is motion).
+
+    It starts as the newest frame alone (weight 1 on it, 0 on the older ones), so a stacked model begins as the
+    single-frame one and learns from the older frames what helps; the older frames' weights get gradients from the
+    first step. n_stack * F + F parameters: a dense Linear(n_stack * F, F) + LeakyReLU here (786k parameters at
+    64x64, 130 times the Linear head) fitted the training split within 6 epochs and overfit from there, whatever
+    its init (docs/experiments/n-stack.md)."""
+
+    def __init__(self, n_stack: int, features: int):
+        super().__init__()
+        self.n_stack, self.features = n_stack, features
+        weight = torch.zeros(n_stack, features)
+        weight[-1] = 1.0
+        self.weight = nn.Parameter(weight)
+        self.bias = nn.Parameter(torch.zeros(features))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x.view(x.shape[0], self.n_stack, self.features) * self.weight).sum(dim=1) + self.bias
+
+
 class BCModel(nn.Module):
     """Behavioral cloning: frames (+ optional floats) -> action logits at each time offset.
 
     Input x: float (B, n_stack, H, W), already normalized. The encoder (the agent's img_head, F outputs) is
-    shared by the n_stack frames; with n_stack > 1 their features are fused by Linear(n_stack * F, F) +
-    LeakyReLU so the heads' input width does not depend on n_stack (every frame reaches the network; a stacked
-    model's head sees fused rather than raw img_head features, so its transfer to the single-frame agent is
-    approximate).
+    shared by the n_stack frames; with n_stack > 1 their features are fused by `StackFusion` (a per-feature
+    weighted sum over the frames), so the heads' input width does not depend on n_stack. A stacked model's head
+    sees fused rather than raw img_head features, so its transfer to the single-frame agent is approximate.
 
     A_head heads (use_actions_head) always take the agent's width D = F + 256: with use_floats, features are
     concat(img features, float_feature_extractor(floats)); without, the 256 float slots are zeros and the
@@ -143,7 +164,7 @@ class BCModel(nn.Module):
         if n_stack == 1:
             self.stack_fusion: nn.Module = nn.Identity()
         else:
-            self.stack_fusion = nn.Sequential(nn.Linear(n_stack * feat, feat), nn.LeakyReLU(LEAKY_SLOPE))
+            self.stack_fusion = StackFusion(n_stack, feat)
         self.float_feature_extractor = build_float_feature_extractor() if use_floats else None
         self.feature_dropout = nn.Dropout(dropout)
 

@@ -253,23 +253,51 @@ def run_study(params: Params, setup: EvalSetup, checkpoint_root: Path = CHECKPOI
     return write_outputs(runs, records, params.rl.env_steps, OUT_DIR, MODEL_DIR, skipped)
 
 
+def _figure(section: dict, name: str, spec: str = ".2f") -> str:
+    return format_interval(section[name], section[f"{name}_low"], section[f"{name}_high"], spec)
+
+
 def summary_lines(metrics: dict) -> list[str]:
     """One line per arm: progress and clean completion at the start and the end, their areas under the curves,
     and each area's difference to scratch."""
-
-    def fig(section: dict, name: str, spec: str = ".2f") -> str:
-        return format_interval(section[name], section[f"{name}_low"], section[f"{name}_high"], spec)
-
     lines = []
     for arm, m in metrics["arms"].items():
         line = (
-            f"  {arm:<8} progress {fig(m['start'], 'progress')} -> {fig(m['end'], 'progress')}, AUC "
-            f"{fig(m, 'auc_progress')}; clean {fig(m['start'], 'clean_completion_rate')} -> "
-            f"{fig(m['end'], 'clean_completion_rate')}, AUC {fig(m, 'auc_clean_completion')}"
+            f"  {arm:<8} progress {_figure(m['start'], 'progress')} -> {_figure(m['end'], 'progress')}, AUC "
+            f"{_figure(m, 'auc_progress')}; clean {_figure(m['start'], 'clean_completion_rate')} -> "
+            f"{_figure(m['end'], 'clean_completion_rate')}, AUC {_figure(m, 'auc_clean_completion')}"
         )
         if arm in metrics["vs_scratch"]:
-            d = metrics["vs_scratch"][arm]
-            line += f"; AUC - scratch: progress {fig(d, 'auc_progress', '+.2f')}"
+            line += f"; AUC - scratch: progress {_figure(metrics['vs_scratch'][arm], 'auc_progress', '+.2f')}"
         lines.append(line)
     lines += [f"  {arm:<8} skipped: {why}" for arm, why in metrics.get("skipped", {}).items()]
     return lines
+
+
+def markdown_table(metrics: dict) -> list[str]:
+    """reports/rl/metrics.json as docs/rl.md's per-arm table (tests keep the page equal to it)."""
+    budget, n_seeds = metrics["budget_env_steps"], len(metrics["seeds"])
+    lines = [
+        "| arm | progress, step 0 | progress, end | AUC progress | clean completion, end | steps to 0.5 clean "
+        "| AUC progress - scratch | AUC progress - bc |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for arm, m in metrics["arms"].items():
+        censored = m["steps_to_clean_0.5_censored"]
+        steps = f"{m['steps_to_clean_0.5']:.0f}" + (
+            f" ({censored} of {n_seeds} censored at {budget})" if censored else ""
+        )
+        versus = [
+            _figure(metrics[group][arm], "auc_progress", "+.3f") if arm in metrics[group] else "-"
+            for group in ("vs_scratch", "vs_bc")
+        ]
+        cells = [
+            _figure(m["start"], "progress"),
+            _figure(m["end"], "progress"),
+            _figure(m, "auc_progress"),
+            _figure(m["end"], "clean_completion_rate"),
+            steps,
+            *versus,
+        ]
+        lines.append(f"| `{arm}` | " + " | ".join(cells) + " |")
+    return lines + [f"| `{arm}` | skipped: {why} |" for arm, why in metrics.get("skipped", {}).items()]
