@@ -750,8 +750,10 @@ def rl_cell(runs: list[dict], group: str, arm: str) -> str:
 
 
 def rl_skips(runs: list[dict]) -> list[str]:
-    """Why the rl stage skipped arms of these runs: each reason once."""
-    reasons = [reason for r in runs for reason in ((r["metrics"].get(RL_METRICS) or {}).get("skipped") or {}).values()]
+    """Why the rl stage skipped arms of these runs: each reason once, by arm name (the snapshot's JSON need not
+    keep the stage's order)."""
+    skipped = [sorted(((r["metrics"].get(RL_METRICS) or {}).get("skipped") or {}).items()) for r in runs]
+    reasons = [reason for arms in skipped for _, reason in arms]
     return list(dict.fromkeys(reasons))
 
 
