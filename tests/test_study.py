@@ -69,6 +69,20 @@ def test_dry_run_prints_every_run_and_one_worker(tmp_path):
     assert "-S bc.seed=1 -S vis.seed=1" in lines[2] and lines[3] == "$ dvc queue start -j 1"
 
 
+def test_a_target_stage_ends_each_run_there_and_a_misspelt_one_is_refused_before_anything_is_queued():
+    def study(*args):
+        cmd = [sys.executable, "-m", "tmpretrain.cli", "--presets", str(PRESETS), "study", "v2", "--seeds", "2"]
+        return subprocess.run([*cmd, *args, "--dry-run"], capture_output=True, text=True, cwd=PRESETS.parent)
+
+    runs = [line for line in study("--target", "evaluate").stdout.splitlines() if line.startswith("$ dvc exp run")]
+    assert len(runs) == 2 and all(
+        line.endswith(" -S vis.seed=0 evaluate") or line.endswith(" -S vis.seed=1 evaluate") for line in runs
+    )
+    refused = study("--target", "evalute")
+    assert refused.returncode != 0 and "'evalute' is not a stage of dvc.yaml" in refused.stderr
+    assert "dvc exp run" not in refused.stdout
+
+
 @pytest.mark.slow
 def test_the_params_it_expects_are_those_dvc_records_for_the_queued_run(tmp_path):
     """What `pending` compares a finished run with (check_overrides' params) is what `dvc exp show` lists for

@@ -69,7 +69,7 @@ def _exp(args, extra) -> int:
 def _study(args, extra) -> int:
     from .experiments.study import queue_study
 
-    return queue_study(args.names or ["all"], _presets(args), args.seeds, args.dry_run)
+    return queue_study(args.names or ["all"], _presets(args), args.seeds, args.dry_run, args.target)
 
 
 def _names(args, targets: list[str]) -> list[str]:
@@ -304,6 +304,11 @@ def _add_study(sub):
     )
     p.add_argument("names", nargs="*", help="presets or families (default: all)")
     p.add_argument("--seeds", type=int, default=STUDY_SEEDS, help=f"training seeds per preset (default {STUDY_SEEDS})")
+    p.add_argument(
+        "--target",
+        metavar="STAGE",
+        help="run each experiment up to this dvc.yaml stage only (e.g. evaluate: the verdicts' inputs, without rl)",
+    )
     p.add_argument("--dry-run", action="store_true", help="print the commands only")
     return p
 

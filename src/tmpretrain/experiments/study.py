@@ -1,13 +1,15 @@
 """The verdicts study: every preset of the original study's conclusions at several training seeds, resumable.
 
-    tmpretrain study [PRESETS|FAMILIES|all] [--seeds 4] [--dry-run]
+    tmpretrain study [PRESETS|FAMILIES|all] [--seeds 4] [--target STAGE] [--dry-run]
 
 Seed s of preset P is the experiment `P` (s = 0) or `P_seed<s>`: P's overrides with `bc.seed=s` and `vis.seed=s`,
 so Level 0 is re-seeded with Level 1 and two presets that share a Level 0 recipe share its model at each seed (DVC's
 run cache trains it once). The command queues only what has neither finished with those seeds nor is queued or
 running, then starts one queue worker: run it again after an interruption, in a later sitting, or with more seeds,
 and it carries on from where the study stopped. `tmpretrain results` gathers whatever has finished
-(docs/experiments/results.md); commit its results.json as runs land.
+(docs/experiments/results.md); commit its results.json as runs land. `--target evaluate` runs each experiment's
+pipeline up to `evaluate` only (what the verdicts are computed from), leaving out the downstream `rl` stage (a
+third of a run at the default budget); such a run has no downstream-RL column.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import json
 import re
 
+from ..yamlio import read_yaml
 from . import (
     PresetError,
     check_overrides,
@@ -27,6 +30,7 @@ from . import (
     select,
 )
 
+DVC_YAML_CAP = 1_000_000
 STUDY_SEEDS = 4  # the fewest training seeds a side a verdict may rest on (docs/experiments/results.md)
 SEED_KEYS = ("bc.seed", "vis.seed")
 UNFINISHED = ("queued", "running")
@@ -61,9 +65,16 @@ def pending(runs: list[tuple[str, list[str], dict]], rows: list[dict]) -> list[t
     return [run for run in runs if run[0] not in busy and (run[0], json.dumps(run[2], sort_keys=True)) not in done]
 
 
-def queue_study(targets: list[str], data: dict, seeds: int = STUDY_SEEDS, dry_run: bool = False) -> int:
-    """Queue the study's missing runs and start one worker; the first failing command's exit status."""
+def queue_study(
+    targets: list[str], data: dict, seeds: int = STUDY_SEEDS, dry_run: bool = False, stage: str | None = None
+) -> int:
+    """Queue the study's missing runs and start one worker; the first failing command's exit status. `stage`: run
+    each experiment's pipeline up to that stage only (`dvc exp run`'s target)."""
     # every refusal before anything is queued; the params each run gives tell a finished run of today's recipe
+    if stage is not None:
+        stages = (read_yaml("dvc.yaml", DVC_YAML_CAP, aliases=True) or {}).get("stages") or {}
+        if stage not in stages:
+            raise PresetError(f"--target {stage!r} is not a stage of dvc.yaml (stages: {', '.join(stages)})")
     runs = [(name, overrides, check_overrides(overrides)) for name, overrides in study_overrides(data, targets, seeds)]
     rows = [] if dry_run else experiment_rows(exp_show(["-A"]))
     todo = pending(runs, rows)
@@ -72,7 +83,7 @@ def queue_study(targets: list[str], data: dict, seeds: int = STUDY_SEEDS, dry_ru
         cmd = ["dvc", "exp", "run", "--queue", "-n", name]
         for ov in overrides:
             cmd += ["-S", ov]
-        rc = run_command(cmd, dry_run)
+        rc = run_command(cmd + ([stage] if stage else []), dry_run)
         if rc:
             return rc
     if todo or any(r["state"] == "queued" for r in rows):  # a worker for what an earlier sitting left queued too
