@@ -31,6 +31,7 @@ from tmpretrain.export import (
     load_export,
     replace_when_complete,
     sha256_file,
+    stage_code_paths,
     write_meta,
 )
 from tmpretrain.frame_store import build_frame_store
@@ -179,6 +180,43 @@ def test_git_commit_is_the_code_revision(tmp_path):
     assert git_commit(cwd=tmp_path) == code + "-dirty"
     git("commit", "-qam", "code 2")
     assert git_commit(cwd=tmp_path) == git("rev-parse", "HEAD").stdout.strip()
+
+
+def test_an_exports_revision_is_that_of_its_stages_code_so_other_commits_leave_its_bytes(tmp_path, monkeypatch):
+    """A commit to code the stage does not depend on (dvc.yaml) must not change what the export records: else
+    dvc.lock goes stale on every such commit and a fresh clone's `dvc repro` gives other models than the lock's."""
+    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t"}
+    env["GIT_COMMITTER_EMAIL"] = "t@t"
+
+    def git(*args):
+        return subprocess.run(["git", *args], cwd=tmp_path, env=env, check=True, capture_output=True, text=True)
+
+    monkeypatch.chdir(tmp_path)
+    git("init", "-q")
+    (tmp_path / "src").mkdir()
+    for name in ("trained.py", "other.py"):
+        (tmp_path / "src" / name).write_text("a = 1\n")
+    deps = "deps: [data/params.validated, {src/trained.py: {}}]"
+    (tmp_path / "dvc.yaml").write_text(f"stages:\n  train:\n    cmd: python x\n    {deps}\n")
+    git("add", "-A")
+    git("commit", "-qm", "code")
+    code = git("rev-parse", "HEAD").stdout.strip()
+    assert stage_code_paths("train") == ("src/trained.py",)
+    assert stage_code_paths("absent") == ("src",) and stage_code_paths("train", tmp_path / "none.yaml") == ("src",)
+    (tmp_path / "src" / "other.py").write_text("a = 2\n")
+    git("commit", "-qam", "other code")
+    assert git_commit(code_paths=stage_code_paths("train")) == code
+    assert git_commit(code_paths=("src",)) != code
+    (tmp_path / "src" / "trained.py").write_text("a = 2\n")
+    git("commit", "-qam", "the stage's code")
+    assert git_commit(code_paths=stage_code_paths("train")) == git("rev-parse", "HEAD").stdout.strip()
+
+
+def test_the_pretraining_stages_code_paths_are_files_of_the_package():
+    for stage in ("pretrain_vis", "pretrain_bc"):
+        paths = stage_code_paths(stage, REPO / "dvc.yaml")
+        assert f"src/tmpretrain/stages/{stage}.py" in paths and "src/tmpretrain/pretrain.py" in paths
+        assert all((REPO / p).is_file() for p in paths)
 
 
 # ------------------------------------------------------------------------------------------ refusals

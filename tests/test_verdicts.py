@@ -22,7 +22,6 @@ from tmpretrain.experiments.results import (
     METRICS,
     MIN_SEEDS,
     PROGRESS,
-    decision_distance,
     figure_spec,
     judge,
     render_page,
@@ -188,16 +187,16 @@ def test_the_page_shows_intervals_and_the_words_and_the_figure_error_bars(judged
 
 def test_decision_distance_is_to_the_verdict_more_seeds_reach_first():
     # 'better': significance either way
-    assert decision_distance("better", 0.02, 0.01) == decision_distance("better", -0.02, 0.01) == 0.02
-    assert decision_distance("better", 0.0, 0.01) == 0.0
+    assert stats.decision_distance("better", 0.02, 0.01) == stats.decision_distance("better", -0.02, 0.01) == 0.02
+    assert stats.decision_distance("better", 0.0, 0.01) == 0.0
     # 'not better' at +0.018 against a margin of 0.01: only a contradiction (a significant gain) is reachable
-    assert decision_distance("not_better", 0.018, 0.01) == 0.018
+    assert stats.decision_distance("not_better", 0.018, 0.01) == 0.018
     # 'not better' with the first arm worse: support (upper end below the margin) is margin + |d| away
-    assert decision_distance("not_better", -0.05, 0.01) == pytest.approx(0.06)
+    assert stats.decision_distance("not_better", -0.05, 0.01) == pytest.approx(0.06)
     # just inside the margin: contradiction (0.009 away) is sooner than support (0.001 away)
-    assert decision_distance("not_better", 0.009, 0.01) == 0.009
+    assert stats.decision_distance("not_better", 0.009, 0.01) == 0.009
     # a tie: equivalence inside the margin, else a significant difference
-    assert decision_distance("tie", 0.002, 0.01) == pytest.approx(0.008)
-    assert decision_distance("tie", -0.03, 0.01) == 0.03
+    assert stats.decision_distance("tie", 0.002, 0.01) == pytest.approx(0.008)
+    assert stats.decision_distance("tie", -0.03, 0.01) == 0.03
     with pytest.raises(ValueError, match="claim"):
-        decision_distance("worse", 0.1, 0.01)
+        stats.decision_distance("worse", 0.1, 0.01)

@@ -37,6 +37,7 @@ from .models import (
     normalize,
 )
 from .params import AGENT_DENSE_HIDDEN
+from .yamlio import dvc_stages
 
 __all__ = [
     "ENCODER_FILE",
@@ -225,10 +226,24 @@ def arch_hash(module: nn.Module | Mapping) -> str:
     return hashlib.sha256(json.dumps(items).encode()).hexdigest()
 
 
+def stage_code_paths(stage: str, dvc_yaml: Path | str = "dvc.yaml") -> tuple[str, ...]:
+    """The code an export's revision is taken over: the stage's dependencies under src/ in dvc.yaml, the code DVC
+    reruns the stage for. A commit to other code then changes neither the export's bytes nor dvc.lock, so a fresh
+    clone's `dvc repro` gives the committed lock. All of src/ where dvc.yaml or the stage is absent (a run by hand)."""
+    try:
+        stages = dvc_stages(dvc_yaml)
+    except FileNotFoundError:
+        return ("src",)
+    deps = [d if isinstance(d, str) else next(iter(d)) for d in (stages.get(stage) or {}).get("deps") or []]
+    code = tuple(d for d in deps if d.startswith("src/"))
+    return code or ("src",)
+
+
 def git_commit(cwd=None, code_paths: tuple[str, ...] = ("src",)) -> str | None:
     """The code revision: the last commit that changed `code_paths` (HEAD where none did), with "-dirty" when they
     have uncommitted changes; None outside git. Pipeline outputs (dvc.lock, metrics) change during every run and
-    doc-only commits change nothing that runs, so neither alters what an export records (or its DVC hash)."""
+    doc-only commits change nothing that runs, so neither alters what an export records (or its DVC hash); with a
+    stage's `stage_code_paths`, neither does a commit to code the stage does not depend on."""
     try:
         run = dict(cwd=cwd, capture_output=True, text=True, timeout=10, check=True)
         commit = subprocess.run(["git", "log", "-1", "--format=%H", "--", *code_paths], **run).stdout.strip()

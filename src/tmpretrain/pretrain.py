@@ -42,6 +42,7 @@ from .export import (
     load_export,
     replace_when_complete,
     sha256_file,
+    stage_code_paths,
     write_meta,
     written_aside,
 )
@@ -252,7 +253,7 @@ def _finished(checkpoint: EpochCheckpoint | None) -> None:
         shutil.rmtree(checkpoint.directory, ignore_errors=True)
 
 
-def _common_meta(store: FrameStore, params, selected, history_len: int) -> dict:
+def _common_meta(store: FrameStore, params, selected, history_len: int, stage: str) -> dict:
     return {
         "image_size": list(store.image_hw),
         "image_normalization": params.image_normalization,
@@ -269,7 +270,7 @@ def _common_meta(store: FrameStore, params, selected, history_len: int) -> dict:
             "cache_preprocessing": store.meta["preprocessing"],
             "split": {k: v for k, v in store.meta["split"].items() if k != "train_tracks"},
         },
-        "git_commit": git_commit(),
+        "git_commit": git_commit(code_paths=stage_code_paths(stage)),
         "params": as_dict(params),
         "cpu_math": kernel_summary(),
     }
@@ -349,7 +350,7 @@ def run_vis(
             "task": params.task,
             "n_stack": 1,
             "encoder_arch_hash": arch_hash(module.model.encoder),
-            **_common_meta(store, params, selector.selected, len(selector.history)),
+            **_common_meta(store, params, selector.selected, len(selector.history), "pretrain_vis"),
         }
         meta = write_meta(staging, meta)
     _finished(checkpoint)
@@ -552,7 +553,7 @@ def run_bc(
             "encoder_arch_hash": arch_hash(model.encoder),
             "model_arch_hash": arch_hash(model),
             "label_fallback_replays": store.meta["label_fallback_replays"],
-            **_common_meta(store, params, selector.selected, len(selector.history)),
+            **_common_meta(store, params, selector.selected, len(selector.history), "pretrain_bc"),
         }
         meta = write_meta(staging, meta)
     _finished(checkpoint)

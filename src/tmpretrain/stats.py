@@ -357,6 +357,22 @@ def verdict(claim: str, low: float, high: float, p_adjusted: float, margin: floa
     raise ValueError(f"claim must be 'better', 'tie' or 'not_better', got {claim!r}")
 
 
+def decision_distance(claim: str, difference: float, margin: float) -> float:
+    """How far an inconclusive comparison is from the verdict that more seeds could reach soonest (what
+    `seeds_needed` sizes): `difference` oriented so that positive means the first arm is better. A 'better'
+    claim is decided by a significant difference either way (|d|). 'not better' is supported once the interval's
+    upper end is below the margin (margin - d away) and contradicted by a significant gain (d away, for d > 0); a tie
+    is equivalent once the interval is inside +-margin (margin - |d| away) and contradicted by a significant
+    difference (|d| away). The larger distance is the sooner decision; 0 where none is reachable."""
+    if claim == "better":
+        return abs(difference)
+    if claim == "not_better":
+        return max(margin - difference, difference, 0.0)
+    if claim == "tie":
+        return max(margin - abs(difference), abs(difference))
+    raise ValueError(f"claim must be 'better', 'tie' or 'not_better', got {claim!r}")
+
+
 def seeds_needed(difference: float, sd: float, alpha: float = 0.05, power: float = 0.8) -> float:
     """Training seeds per arm for a two-sided two-sample test at `alpha` to detect `difference` with `power`, given
     the between-seed standard deviation `sd` of an arm's mean (normal approximation: 2 ((z_a + z_b) sd / d)^2);

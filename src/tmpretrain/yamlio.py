@@ -90,6 +90,14 @@ def read_yaml(path: Path | str, cap: int, aliases: bool = False):
     return parse_yaml(read_capped(path, cap).decode("utf-8"), aliases=aliases)
 
 
+DVC_YAML_CAP = 1_000_000  # bytes: a dvc.yaml is a few kB
+
+
+def dvc_stages(path: Path | str = "dvc.yaml") -> dict:
+    """The `stages` of a dvc.yaml (read_yaml's errors where it cannot be read or parsed)."""
+    return (read_yaml(path, DVC_YAML_CAP, aliases=True) or {}).get("stages") or {}
+
+
 def dump_yaml(data) -> str:
     """YAML text as DVC writes params.yaml (dvc.utils.serialize.dumps_yaml): block style, round-trip dumper."""
     yaml = YAML()

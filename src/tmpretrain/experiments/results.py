@@ -451,22 +451,6 @@ CONCLUSIONS = (
 NO_ROWS = "no rows (runs before the protocol)"
 
 
-def decision_distance(claim: str, difference: float, margin: float) -> float:
-    """How far an inconclusive comparison is from the verdict that more seeds could reach soonest (what
-    `stats.seeds_needed` sizes): `difference` oriented so that positive means the first arm is better. A 'better'
-    claim is decided by a significant difference either way (|d|). 'not better' is supported once the interval's
-    upper end is below the margin (margin - d away) and contradicted by a significant gain (d away, for d > 0); a tie
-    is equivalent once the interval is inside +-margin (margin - |d| away) and contradicted by a significant
-    difference (|d| away). The larger distance is the sooner decision; 0 where none is reachable."""
-    if claim == "better":
-        return abs(difference)
-    if claim == "not_better":
-        return max(margin - difference, difference, 0.0)
-    if claim == "tie":
-        return max(margin - abs(difference), abs(difference))
-    raise ValueError(f"claim must be 'better', 'tie' or 'not_better', got {claim!r}")
-
-
 @dataclass(frozen=True)
 class Judgement:
     """One conclusion on one metric. a, b: (value, low, high) of each arm over its seeds (no interval without rows);
@@ -572,7 +556,7 @@ def judge(snapshot: dict) -> dict[str, dict[Metric, Judgement] | None]:
             needed = None
             if word == "inconclusive" and x["reason"] != NO_ROWS:
                 sd = stats.between_seed_sd(per_seed(runs[c.a], m), per_seed(runs[c.b], m))
-                target = decision_distance(c.claim, sign * x["difference"], m.margin)
+                target = stats.decision_distance(c.claim, sign * x["difference"], m.margin)
                 if math.isfinite(sd):
                     needed = max(MIN_SEEDS, stats.seeds_needed(target, sd))  # never fewer than a judgement takes
             out[c.title][m] = Judgement(metric=m, verdict=word, seeds_needed=needed, **x)

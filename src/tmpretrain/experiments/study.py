@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import re
 
-from ..yamlio import read_yaml
+from ..yamlio import dvc_stages
 from . import (
     PresetError,
     check_overrides,
@@ -30,7 +30,6 @@ from . import (
     select,
 )
 
-DVC_YAML_CAP = 1_000_000
 STUDY_SEEDS = 4  # the fewest training seeds a side a verdict may rest on (docs/experiments/results.md)
 SEED_KEYS = ("bc.seed", "vis.seed")
 UNFINISHED = ("queued", "running")
@@ -72,7 +71,7 @@ def queue_study(
     each experiment's pipeline up to that stage only (`dvc exp run`'s target)."""
     # every refusal before anything is queued; the params each run gives tell a finished run of today's recipe
     if stage is not None:
-        stages = (read_yaml("dvc.yaml", DVC_YAML_CAP, aliases=True) or {}).get("stages") or {}
+        stages = dvc_stages()
         if stage not in stages:
             raise PresetError(f"--target {stage!r} is not a stage of dvc.yaml (stages: {', '.join(stages)})")
     runs = [(name, overrides, check_overrides(overrides)) for name, overrides in study_overrides(data, targets, seeds)]
