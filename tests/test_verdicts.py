@@ -5,6 +5,7 @@ conclusions on too few seeds."""
 from __future__ import annotations
 
 import math
+import re
 import zlib
 
 import numpy as np
@@ -179,6 +180,7 @@ def test_the_page_shows_intervals_and_the_words_and_the_figure_error_bars(judged
     assert "+-0.01" in page and "+-0.03" in page and "Holm-adjusted per metric" in page
     points = figure_spec(snap)["data"]["values"]
     assert len(points) == len(ARMS)
+    assert re.search(r"driving progress \(Spearman\) is -?[01]\.\d\d \[-?[01]\.\d\d, -?[01]\.\d\d\] \(95 %", page)
     for p in points:
         assert p["test_acc_low"] <= p["test_acc"] <= p["test_acc_high"]
         assert p["progress_low"] <= p["progress"] <= p["progress_high"]
