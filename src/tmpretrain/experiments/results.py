@@ -995,6 +995,7 @@ def render_page(snapshot: dict, figure_name: str = FIGURE_FILE.name) -> str:
         "",
         "```bash",
         "tmpretrain study     # every preset at 4 training seeds, one at a time; again to resume",
+        "tmpretrain study --target evaluate   # the same up to evaluate: the verdicts' inputs, without stage rl",
         "tmpretrain results                             # this page, results.json and the figure",
         "```",
         "",
