@@ -16,6 +16,7 @@ from tmpretrain.experiments import BC_METRICS, EVAL_METRICS, RL_METRICS, PresetE
 from tmpretrain.experiments.results import (
     CONCLUSIONS,
     FIGURE_FILE,
+    LOCK_FILE,
     NO_ROWS,
     PAGE_FILE,
     SNAPSHOT_FILE,
@@ -32,6 +33,7 @@ from tmpretrain.experiments.results import (
     render_page,
     rl_table,
     spearman_interval,
+    stages_not_run,
     value,
     why_missing,
     write_results,
@@ -124,7 +126,7 @@ def test_collect_reads_each_experiments_rows_from_its_commit_and_keeps_earlier_r
 
     def reader(rev, path):
         read.append((rev, path))
-        return {TRACKS_FILE: TRACKS, TEST_REPLAYS_FILE: REPLAYS}[path]
+        return {TRACKS_FILE: TRACKS, TEST_REPLAYS_FILE: REPLAYS}.get(path)  # no dvc.lock: every stage taken as run
 
     show = _exp_show({"v2": (_metrics(0.60, 0.8), None, "2026-11-30T10:00:00")})
     earlier = {
@@ -136,7 +138,7 @@ def test_collect_reads_each_experiments_rows_from_its_commit_and_keeps_earlier_r
     snap = collect(experiment_rows(show), PRESETS, read=reader, previous=earlier)
     v1, v2 = snap["experiments"]
     assert v1 == earlier["experiments"][0]  # an earlier sitting's run is kept as it was
-    assert v2["rev"] == f"{0:040x}" and {p for _, p in read} == {TRACKS_FILE, TEST_REPLAYS_FILE}  # v2 rerun
+    assert v2["rev"] == f"{0:040x}" and {p for _, p in read} == {LOCK_FILE, TRACKS_FILE, TEST_REPLAYS_FILE}  # rerun
     assert {r["group"] for r in v2["tracks"]} == {"policy", "policy_greedy"} and len(v2["tracks"]) == 8
     assert v2["tracks"][0] == {"group": "policy", "track": 0, "rollout": 0, "progress": 0.5, "finished": True}
     # the exported offset's counts of each test replay
@@ -152,6 +154,37 @@ def test_collect_reads_each_experiments_rows_from_its_commit_and_keeps_earlier_r
         }
     ]
     assert snap["schema"] == 2 and "v1" not in snap["missing"] and "v1.1" in snap["missing"]
+
+
+def test_a_stage_that_did_not_run_in_an_experiment_gives_it_no_numbers():
+    """`dvc exp run ... evaluate` commits the baseline's reports/rl/metrics.json unchanged beside the experiment's
+    own models: its dvc.lock tells, since rl's recorded inputs are not what pretrain_bc recorded as outputs."""
+    lock = read_at("HEAD", LOCK_FILE, cwd=ROOT)
+    assert stages_not_run(lock) == {} and stages_not_run(None) == {}  # the committed pipeline ran whole
+
+    def rerun(*stages):  # the lock after these stages ran on new inputs: new outputs, and their users saw them
+        new = copy.deepcopy(lock)
+        made = {o["path"] for st in stages for o in new["stages"][st]["outs"]}
+        for st in stages:
+            for entry in new["stages"][st]["outs"] + [d for d in new["stages"][st]["deps"] if d["path"] in made]:
+                entry["md5"] = "0" * 32
+        return new
+
+    partial = rerun("pretrain_vis", "pretrain_bc", "evaluate")  # dvc exp run ... evaluate
+    assert set(stages_not_run(partial).values()) == {"rl", "report"}
+    assert stages_not_run(partial)[RL_METRICS] == "rl"
+    upstream = rerun("pretrain_vis")  # pretrain_bc not run: it and everything downstream of it
+    assert set(stages_not_run(upstream).values()) == {"pretrain_bc", "evaluate", "rl", "report"}
+
+    metrics = {**_metrics(0.6, 0.8), RL_METRICS: _rl(0.3)}
+    show = _exp_show({"v2": (metrics, None, "2026-11-30T10:00:00")})
+    snap = collect(experiment_rows(show), PRESETS, read=lambda rev, path: partial if path == LOCK_FILE else None)
+    v2 = snap["experiments"][0]
+    assert v2["metrics"][RL_METRICS] == {} and v2["stages_not_run"] == ["report", "rl"]
+    assert value(v2, "test/acc") == 0.6 and value(v2, "policy/progress") == 0.8  # the stages that ran
+    assert "- stage rl not run (experiments run up to an earlier stage): v2" in rl_table(snap)
+    snap = collect(experiment_rows(show), PRESETS, read=lambda rev, path: upstream if path == LOCK_FILE else None)
+    assert snap["experiments"][0]["missing_rows"][TRACKS_FILE] == "stage evaluate did not run in this experiment"
 
 
 def test_read_at_reads_a_committed_json_file_bounded():

@@ -38,6 +38,7 @@ import pandas as pd
 
 from .. import stats
 from ..actions import MAIN_ACTIONS
+from ..yamlio import parse_yaml
 from . import BC_METRICS, EVAL_METRICS, RL_METRICS, PresetError, lookup, runnable
 from .study import REPEAT_NAME
 
@@ -48,6 +49,7 @@ FIGURE_FILE = RESULTS_DIR / "results_accuracy_vs_driving.svg"
 SEEDS_FAMILY = "seeds"  # seed repeats of a preset: `tmpretrain study`'s `<preset>_seed<s>`
 SCHEMA = 2
 TRACKS_FILE = "reports/eval/tracks.json"
+LOCK_FILE = "dvc.lock"
 TEST_REPLAYS_FILE = "reports/bc/test_replays.json"
 ROWS_MAX_BYTES = 32 * 2**20  # a bounded read of an experiment's rows from its commit
 DRIVING_GROUPS = ("policy", "policy_greedy")
@@ -63,17 +65,38 @@ MARGINS = {"accuracy": 0.01, "loss": 0.01, "driving": 0.03}
 
 
 def read_at(rev: str, path: str, max_bytes: int = ROWS_MAX_BYTES, cwd: Path | str | None = None) -> dict | None:
-    """The JSON file `path` as committed in `rev` (git cat-file, at most max_bytes); None where the commit has
-    no such file, it is larger, or it is not JSON."""
+    """The JSON file `path` (or dvc.lock, YAML) as committed in `rev` (git cat-file, at most max_bytes); None where
+    the commit has no such file, it is larger, or it does not parse."""
     spec = f"{rev}:{path}"
     try:
         size = subprocess.run(["git", "cat-file", "-s", spec], capture_output=True, text=True, timeout=60, cwd=cwd)
         if size.returncode or int(size.stdout.strip() or 0) > max_bytes:
             return None
         blob = subprocess.run(["git", "cat-file", "blob", spec], capture_output=True, timeout=120, cwd=cwd)
-        return json.loads(blob.stdout) if blob.returncode == 0 else None
-    except (OSError, ValueError, subprocess.TimeoutExpired):
+        if blob.returncode:
+            return None
+        return parse_yaml(blob.stdout.decode("utf-8")) if path == LOCK_FILE else json.loads(blob.stdout)
+    except (OSError, ValueError, subprocess.TimeoutExpired):  # YamlError is a ValueError
         return None
+
+
+def stages_not_run(lock: dict | None) -> dict[str, str]:
+    """{output path: stage} of the stages of an experiment's dvc.lock that did not run on its inputs: a stage whose
+    recorded input is not what the stage producing it recorded as output (an experiment run up to `evaluate` keeps
+    the baseline's rl metrics in its commit), and every stage downstream of one. Empty without a lock."""
+    stages = (lock or {}).get("stages") or {}
+    made_by = {o["path"]: name for name, st in stages.items() for o in st.get("outs") or []}
+    outs = {o["path"]: o.get("md5") for st in stages.values() for o in st.get("outs") or []}
+    stale: set[str] = set()
+    changed = True
+    while changed:  # until no stage is added: staleness flows downstream
+        changed = False
+        for name, st in stages.items():
+            deps = [d for d in st.get("deps") or [] if d["path"] in made_by and made_by[d["path"]] != name]
+            if name not in stale and any(d.get("md5") != outs[d["path"]] or made_by[d["path"]] in stale for d in deps):
+                stale.add(name)
+                changed = True
+    return {path: name for path, name in made_by.items() if name in stale}
 
 
 def why_missing(rev: str, path: str, cwd: Path | str | None = None) -> str:
@@ -86,12 +109,16 @@ def why_missing(rev: str, path: str, cwd: Path | str | None = None) -> str:
     return "not in the commit" if found.returncode else "unreadable (too large or not JSON)"
 
 
-def rows_of(rev: str, read=read_at, why=why_missing) -> dict:
-    """An experiment's rows from its commit, and for each one absent the reason (`missing_rows`)."""
-    tracks = driving_rows(read(rev, TRACKS_FILE))
-    replays = replay_rows(read(rev, TEST_REPLAYS_FILE))
+def rows_of(rev: str, read=read_at, why=why_missing, not_run: dict[str, str] | None = None) -> dict:
+    """An experiment's rows from its commit, and for each one absent the reason (`missing_rows`); none from a file
+    whose stage did not run in the experiment (`not_run`: `stages_not_run`)."""
+    not_run = not_run or {}
+    tracks = None if TRACKS_FILE in not_run else driving_rows(read(rev, TRACKS_FILE))
+    replays = None if TEST_REPLAYS_FILE in not_run else replay_rows(read(rev, TEST_REPLAYS_FILE))
     missing = {
-        path: why(rev, path) for path, rows in ((TRACKS_FILE, tracks), (TEST_REPLAYS_FILE, replays)) if rows is None
+        path: f"stage {not_run[path]} did not run in this experiment" if path in not_run else why(rev, path)
+        for path, rows in ((TRACKS_FILE, tracks), (TEST_REPLAYS_FILE, replays))
+        if rows is None
     }
     return {"tracks": tracks, "test_replays": replays, **({"missing_rows": missing} if missing else {})}
 
@@ -150,6 +177,10 @@ def collect(rows: list[dict], presets: dict, read=read_at, previous: dict | None
             elif family != SEEDS_FAMILY:
                 missing.append(name)
             continue
+        not_run = stages_not_run(read(row["rev"], LOCK_FILE))  # its commit holds earlier runs' files of these
+        metrics = {
+            p: {} if p in not_run else row["metrics"].get(p) or {} for p in (BC_METRICS, EVAL_METRICS, RL_METRICS)
+        }
         experiments.append(
             {
                 "name": name,
@@ -159,8 +190,9 @@ def collect(rows: list[dict], presets: dict, read=read_at, previous: dict | None
                 "baseline": row.get("baseline"),
                 "timestamp": row.get("timestamp"),
                 "params": row["params"],
-                "metrics": {path: row["metrics"].get(path) or {} for path in (BC_METRICS, EVAL_METRICS, RL_METRICS)},
-                **rows_of(row["rev"], read, why),
+                "metrics": metrics,
+                **({"stages_not_run": sorted(set(not_run.values()))} if not_run else {}),
+                **rows_of(row["rev"], read, why, not_run),
             }
         )
     if not experiments:
@@ -788,7 +820,10 @@ def rl_table(snapshot: dict) -> list[str]:
     lines.append("")
     for reason, presets in skips.items():
         lines.append(f"- skipped in {', '.join(presets)}: {reason}")
-    return lines + ([""] if skips else [])
+    not_run = [e["name"] for e in snapshot["experiments"] if "rl" in (e.get("stages_not_run") or [])]
+    if not_run:
+        lines.append(f"- stage rl not run (experiments run up to an earlier stage): {', '.join(not_run)}")
+    return lines + ([""] if skips or not_run else [])
 
 
 def experiments_table(snapshot: dict) -> list[str]:
@@ -886,7 +921,7 @@ def figure_spec(snapshot: dict) -> dict:
     }
 
 
-SITTING_GAP_MIN = 60  # longer than any one run here (Level 0 and rl included): the queue was idle between sittings
+SITTING_GAP_MIN = 30  # twice the longest run here (Level 0 at 50 epochs, BC and rl: ~15 min): a pause between sittings
 
 
 def cost_lines(experiments: list[dict]) -> list[str]:
