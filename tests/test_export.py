@@ -203,6 +203,9 @@ def test_an_exports_revision_is_that_of_its_stages_code_so_other_commits_leave_i
     code = git("rev-parse", "HEAD").stdout.strip()
     assert stage_code_paths("train") == ("src/trained.py",)
     assert stage_code_paths("absent") == ("src",) and stage_code_paths("train", tmp_path / "none.yaml") == ("src",)
+    for broken in ("stages: [", "stages:\n  train: 3\n", "stages:\n  train:\n    deps: [{}]\n"):
+        (tmp_path / "broken.yaml").write_text(broken)
+        assert stage_code_paths("train", tmp_path / "broken.yaml") == ("src",)
     (tmp_path / "src" / "other.py").write_text("a = 2\n")
     git("commit", "-qam", "other code")
     assert git_commit(code_paths=stage_code_paths("train")) == code

@@ -229,13 +229,13 @@ def arch_hash(module: nn.Module | Mapping) -> str:
 def stage_code_paths(stage: str, dvc_yaml: Path | str = "dvc.yaml") -> tuple[str, ...]:
     """The code an export's revision is taken over: the stage's dependencies under src/ in dvc.yaml, the code DVC
     reruns the stage for. A commit to other code then changes neither the export's bytes nor dvc.lock, so a fresh
-    clone's `dvc repro` gives the committed lock. All of src/ where dvc.yaml or the stage is absent (a run by hand)."""
+    clone's `dvc repro` gives the committed lock. All of src/ where dvc.yaml or the stage is absent or unreadable (a
+    run by hand): provenance must never fail an export that has trained."""
     try:
-        stages = dvc_stages(dvc_yaml)
-    except FileNotFoundError:
+        deps = [d if isinstance(d, str) else next(iter(d)) for d in dvc_stages(dvc_yaml)[stage]["deps"]]
+        code = tuple(d for d in deps if d.startswith("src/"))
+    except (OSError, ValueError, LookupError, TypeError, AttributeError, StopIteration):
         return ("src",)
-    deps = [d if isinstance(d, str) else next(iter(d)) for d in (stages.get(stage) or {}).get("deps") or []]
-    code = tuple(d for d in deps if d.startswith("src/"))
     return code or ("src",)
 
 
