@@ -849,7 +849,7 @@ def figure_points(snapshot: dict) -> list[dict]:
     family = {e["name"]: e["family"] for e in snapshot["experiments"]}
     for preset, runs in by_preset(snapshot).items():
         if not all(has_rows(r) for r in runs):
-            continue  # driven under an earlier protocol: not on the same axes (`figure_left_out`)
+            continue  # driven under an earlier protocol: not on the same axes (render_page names it)
         acc, prog = arm_summary(runs, ACCURACY), arm_summary(runs, PROGRESS)
         if math.isnan(acc[0]) or math.isnan(prog[0]):
             continue
